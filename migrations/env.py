@@ -1,0 +1,72 @@
+"""Alembic environment: offline (``--sql``) and online, for every dialect, from one stream.
+
+The URL comes from ``-x url=...``, else ``STABILIZE_DATABASE_URL``, else ``sqlalchemy.url``;
+code (``stabilize.persistence.sql.migrate``) may instead pass an open connection in
+``config.attributes["connection"]``. Migration scripts never import the ORM rows; only
+autogenerate compares against them, here.
+"""
+
+from __future__ import annotations
+
+import os
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import Connection, create_engine, pool
+
+from stabilize.persistence.sql.engine import normalize_url
+from stabilize.persistence.sql.rows import Base
+
+config = context.config
+if config.config_file_name is not None and "connection" not in config.attributes:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("STABILIZE_DATABASE_URL")
+    url = url or config.get_main_option("sqlalchemy.url") or "sqlite:///stabilize.db"
+    return normalize_url(url).render_as_string(hide_password=False)
+
+
+def configure(**kwargs: object) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        # SQLite alters tables by copying them; batch mode does that for every ALTER.
+        render_as_batch=True,
+        compare_type=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def run_offline() -> None:
+    configure(url=database_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_with(connection: Connection) -> None:
+    configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        run_with(given)
+        return
+    engine = create_engine(database_url(), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            run_with(connection)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,1 @@
+"""stabilize: durable persistence for a DAG workflow engine."""

@@ -1,0 +1,31 @@
+"""The library's exception hierarchy: every error a caller may want to catch by type."""
+
+from __future__ import annotations
+
+
+class StabilizeError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class ConcurrencyError(StabilizeError):
+    """A compare-and-set lost: the row's version or status was not the one the caller read."""
+
+
+class ValidationError(StabilizeError, ValueError):
+    """A value cannot be stored; the message names the field (its path) and the problem.
+
+    It is a ``ValueError`` so callers that already catch bad input that way keep working.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class DuplicateError(StabilizeError, ValueError):
+    """An id that must be new is already stored."""
+
+
+class SchemaError(StabilizeError):
+    """The database schema is not the one this code expects (run the upgrade command)."""

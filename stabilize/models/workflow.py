@@ -1,0 +1,155 @@
+"""A workflow execution: the root of the state the store persists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from stabilize.models.ids import new_id, now_ms
+from stabilize.models.stage import StageExecution
+from stabilize.models.status import WorkflowStatus
+
+
+class WorkflowType(Enum):
+    PIPELINE = "PIPELINE"
+    ORCHESTRATION = "ORCHESTRATION"
+
+
+@dataclass
+class Trigger:
+    """What started a workflow, and the parameters it passed."""
+
+    type: str = "manual"
+    user: str = "anonymous"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "user": self.user,
+            "parameters": self.parameters,
+            "artifacts": self.artifacts,
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trigger:
+        return cls(
+            type=data.get("type", "manual"),
+            user=data.get("user", "anonymous"),
+            parameters=data.get("parameters", {}),
+            artifacts=data.get("artifacts", []),
+            payload=data.get("payload", {}),
+        )
+
+
+@dataclass
+class PausedDetails:
+    paused_by: str = ""
+    pause_time: int | None = None
+    resume_time: int | None = None
+    paused_ms: int = 0
+
+    @property
+    def is_paused(self) -> bool:
+        return self.pause_time is not None and self.resume_time is None
+
+
+@dataclass
+class Workflow:
+    """A workflow execution with all its stages, synthetic ones included."""
+
+    id: str = field(default_factory=new_id)
+    type: WorkflowType = WorkflowType.PIPELINE
+    application: str = ""
+    name: str = ""
+    status: WorkflowStatus = WorkflowStatus.NOT_STARTED
+    stages: list[StageExecution] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    trigger: Trigger = field(default_factory=Trigger)
+    start_time: int | None = None
+    end_time: int | None = None
+    start_time_expiry: int | None = None
+    is_canceled: bool = False
+    canceled_by: str | None = None
+    cancellation_reason: str | None = None
+    paused: PausedDetails | None = None
+    pipeline_config_id: str | None = None
+    is_limit_concurrent: bool = False
+    max_concurrent_executions: int = 0
+    keep_waiting_pipelines: bool = False
+    origin: str = "unknown"
+    config_version: str | None = None
+
+    def __post_init__(self) -> None:
+        for stage in self.stages:
+            stage.execution = self
+
+    def add_stage(self, stage: StageExecution) -> None:
+        stage.execution = self
+        self.stages.append(stage)
+
+    def remove_stage(self, stage_id: str) -> None:
+        self.stages = [s for s in self.stages if s.id != stage_id]
+
+    def stage_by_id(self, stage_id: str) -> StageExecution:
+        for stage in self.stages:
+            if stage.id == stage_id:
+                return stage
+        raise ValueError(f"stage {stage_id} not found in workflow {self.id}")
+
+    def stage_by_ref_id(self, ref_id: str) -> StageExecution | None:
+        return next((s for s in self.stages if s.ref_id == ref_id), None)
+
+    def initial_stages(self) -> list[StageExecution]:
+        return [s for s in self.stages if s.is_initial() and not s.is_synthetic()]
+
+    def top_level_stages(self) -> list[StageExecution]:
+        return [s for s in self.stages if not s.is_synthetic()]
+
+    def update_status(self, status: WorkflowStatus) -> None:
+        self.status = status
+
+    def cancel(self, user: str, reason: str) -> None:
+        self.is_canceled = True
+        self.canceled_by = user
+        self.cancellation_reason = reason
+
+    def pause(self, user: str) -> None:
+        self.paused = PausedDetails(paused_by=user, pause_time=now_ms())
+        self.status = WorkflowStatus.PAUSED
+
+    def resume(self) -> None:
+        if self.paused is not None and self.paused.pause_time is not None:
+            self.paused.resume_time = now_ms()
+            self.paused.paused_ms = self.paused.resume_time - self.paused.pause_time
+        self.status = WorkflowStatus.RUNNING
+
+    @classmethod
+    def create(
+        cls,
+        application: str,
+        name: str,
+        stages: list[StageExecution],
+        trigger: Trigger | None = None,
+        pipeline_config_id: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Workflow:
+        return cls(
+            application=application,
+            name=name,
+            stages=stages,
+            context=context or {},
+            trigger=trigger or Trigger(),
+            pipeline_config_id=pipeline_config_id,
+        )
+
+    @classmethod
+    def create_orchestration(cls, application: str, name: str, stages: list[StageExecution]) -> Workflow:
+        return cls(type=WorkflowType.ORCHESTRATION, application=application, name=name, stages=stages)
+
+
+__all__ = ["PausedDetails", "Trigger", "Workflow", "WorkflowType"]

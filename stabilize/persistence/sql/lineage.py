@@ -1,0 +1,53 @@
+"""Merging ancestor outputs in the order the Stabilize engine (0.33) uses.
+
+The database finds the ancestors (a recursive CTE, see ``queries.ancestor_refs``); this module only
+orders the few rows it gets back and folds their outputs, so its cost follows the number of
+ancestors, not the size of the workflow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Set
+from typing import Any
+
+
+def topological_order(requisites_of: Mapping[str, Set[str]]) -> list[str]:
+    """Kahn's algorithm over the given nodes, ties broken by ref id so the order never depends
+    on hashing: the start queue holds the nodes with no requisite inside the set, sorted, and the
+    nodes each step makes ready join the queue's end, sorted."""
+    nodes = requisites_of.keys()
+    waiting = {ref: sum(1 for r in reqs if r in nodes and r != ref) for ref, reqs in requisites_of.items()}
+    dependents: dict[str, list[str]] = {ref: [] for ref in nodes}
+    for ref, reqs in requisites_of.items():
+        for req in reqs:
+            if req in nodes and req != ref:
+                dependents[req].append(ref)
+    queue = deque(sorted(ref for ref, count in waiting.items() if count == 0))
+    ordered: list[str] = []
+    while queue:
+        current = queue.popleft()
+        ordered.append(current)
+        ready = []
+        for dependent in dependents[current]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+        queue.extend(sorted(ready))
+    return ordered
+
+
+def merge_outputs(ordered: list[str], outputs_of: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Fold outputs in order: a later value replaces an earlier one, except that a list onto a
+    list appends the items not already present."""
+    merged: dict[str, Any] = {}
+    for ref in ordered:
+        for key, value in outputs_of[ref].items():
+            current = merged.get(key)
+            if isinstance(current, list) and isinstance(value, list):
+                for item in value:
+                    if item not in current:
+                        current.append(item)
+            else:
+                merged[key] = list(value) if isinstance(value, list) else value
+    return merged

@@ -1,0 +1,295 @@
+"""The only place domain objects meet rows: validated column values out, domain objects back.
+
+Writes go through ``*_values`` functions that return plain dicts for bulk ``INSERT`` / ``UPDATE``
+statements (one statement per table, not one ORM object per stage). Each validates what the
+database would otherwise reject late or, worse, accept differently per dialect: unknown enum
+values, over-long strings (SQLite does not enforce lengths, MariaDB may truncate) and JSON values
+outside the contract's encoding. Errors name the value's path, e.g. ``stages[1].context['when']``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import String
+
+from stabilize.errors import ValidationError
+from stabilize.models.ids import now_ms
+from stabilize.models.stage import StageExecution, SyntheticStageOwner
+from stabilize.models.status import WorkflowStatus
+from stabilize.models.task import TaskExecution
+from stabilize.models.workflow import PausedDetails, Trigger, Workflow, WorkflowType
+from stabilize.persistence.sql.rows import (
+    Base,
+    ProcessedMessageRow,
+    StageEdgeRow,
+    StageRow,
+    TaskRow,
+    WorkflowRow,
+)
+from stabilize.persistence.sql.values import encode_document
+
+RowValues = dict[str, Any]
+
+
+def _string_limits(row: type[Base]) -> dict[str, int]:
+    return {
+        column.key: column.type.length
+        for column in row.__table__.columns
+        if isinstance(column.type, String) and column.type.length
+    }
+
+
+_LIMITS = {
+    row: _string_limits(row) for row in (WorkflowRow, StageRow, StageEdgeRow, TaskRow, ProcessedMessageRow)
+}
+
+
+def _checked(row: type[Base], values: RowValues, path: str) -> RowValues:
+    """Refuse over-long strings and non-strings in string columns, naming the field."""
+    for key, limit in _LIMITS[row].items():
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValidationError(f"{path}.{key}", f"must be a string, got {type(value).__name__}")
+        if len(value) > limit:
+            raise ValidationError(f"{path}.{key}", f"is {len(value)} characters long, the limit is {limit}")
+        if "\x00" in value:
+            raise ValidationError(f"{path}.{key}", "contains a NUL character")
+    return values
+
+
+def _enum_name(value: object, enum: type[Enum], path: str) -> str:
+    if not isinstance(value, enum):
+        raise ValidationError(path, f"{value!r} is not a {enum.__name__}")
+    return value.name
+
+
+def _int_or_none(value: object, path: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValidationError(path, f"must be an integer (epoch ms) or None, got {value!r}")
+    return value
+
+
+# -- workflow -------------------------------------------------------------------------------------
+
+
+def workflow_values(workflow: Workflow, path: str = "workflow") -> RowValues:
+    """Every column of the workflow row."""
+    values = workflow_state_values(workflow, path)
+    values.update(
+        id=workflow.id,
+        type=_enum_name(workflow.type, WorkflowType, f"{path}.type"),
+        application=workflow.application,
+        name=workflow.name,
+        context=encode_document(workflow.context, f"{path}.context"),
+        trigger=encode_document(_trigger_dict(workflow.trigger, f"{path}.trigger"), f"{path}.trigger"),
+        start_time_expiry=_int_or_none(workflow.start_time_expiry, f"{path}.start_time_expiry"),
+        pipeline_config_id=workflow.pipeline_config_id,
+        is_limit_concurrent=bool(workflow.is_limit_concurrent),
+        max_concurrent_executions=int(workflow.max_concurrent_executions),
+        keep_waiting_pipelines=bool(workflow.keep_waiting_pipelines),
+        origin=workflow.origin,
+        config_version=workflow.config_version,
+        created_at=now_ms(),
+    )
+    return _checked(WorkflowRow, values, path)
+
+
+def workflow_state_values(workflow: Workflow, path: str = "workflow") -> RowValues:
+    """The columns the engine changes while a workflow runs (``update_status``)."""
+    values: RowValues = {
+        "status": _enum_name(workflow.status, WorkflowStatus, f"{path}.status"),
+        "start_time": _int_or_none(workflow.start_time, f"{path}.start_time"),
+        "end_time": _int_or_none(workflow.end_time, f"{path}.end_time"),
+        "is_canceled": bool(workflow.is_canceled),
+        "canceled_by": workflow.canceled_by,
+        "cancellation_reason": workflow.cancellation_reason,
+        "paused": _paused_dict(workflow.paused),
+    }
+    return _checked(WorkflowRow, values, path)
+
+
+def check_workflow_columns(values: RowValues, path: str) -> RowValues:
+    """Validate a partial set of workflow columns (``pause`` / ``cancel``)."""
+    return _checked(WorkflowRow, values, path)
+
+
+def _trigger_dict(trigger: Trigger | Mapping[str, Any], path: str) -> dict[str, Any]:
+    if isinstance(trigger, Trigger):
+        return trigger.to_dict()
+    if isinstance(trigger, Mapping):
+        return dict(trigger)
+    raise ValidationError(path, f"must be a Trigger, got {type(trigger).__name__}")
+
+
+def _paused_dict(paused: PausedDetails | None) -> dict[str, Any] | None:
+    if paused is None:
+        return None
+    return {
+        "paused_by": paused.paused_by,
+        "pause_time": paused.pause_time,
+        "resume_time": paused.resume_time,
+        "paused_ms": paused.paused_ms,
+    }
+
+
+def workflow_from_row(row: WorkflowRow) -> Workflow:
+    """The workflow without its stages."""
+    paused = row.paused
+    return Workflow(
+        id=row.id,
+        type=WorkflowType[row.type],
+        application=row.application,
+        name=row.name,
+        status=WorkflowStatus[row.status],
+        context=row.context,
+        trigger=Trigger.from_dict(row.trigger),
+        start_time=row.start_time,
+        end_time=row.end_time,
+        start_time_expiry=row.start_time_expiry,
+        is_canceled=row.is_canceled,
+        canceled_by=row.canceled_by,
+        cancellation_reason=row.cancellation_reason,
+        paused=PausedDetails(**paused) if paused is not None else None,
+        pipeline_config_id=row.pipeline_config_id,
+        is_limit_concurrent=row.is_limit_concurrent,
+        max_concurrent_executions=row.max_concurrent_executions,
+        keep_waiting_pipelines=row.keep_waiting_pipelines,
+        origin=row.origin,
+        config_version=row.config_version,
+    )
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+
+def stage_values(stage: StageExecution, workflow_id: str, position: int, path: str) -> RowValues:
+    """Every column of a new stage row."""
+    if not isinstance(stage, StageExecution):
+        raise ValidationError(path, f"must be a StageExecution, got {type(stage).__name__}")
+    owner = stage.synthetic_stage_owner
+    values = stage_state_values(stage, path)
+    values.update(
+        id=stage.id,
+        workflow_id=workflow_id,
+        position=position,
+        ref_id=stage.ref_id,
+        type=stage.type,
+        name=stage.name,
+        parent_stage_id=stage.parent_stage_id,
+        synthetic_stage_owner=None
+        if owner is None
+        else _enum_name(owner, SyntheticStageOwner, f"{path}.synthetic_stage_owner"),
+        version=stage.version,
+    )
+    return _checked(StageRow, values, path)
+
+
+def stage_state_values(stage: StageExecution, path: str) -> RowValues:
+    """The columns ``store_stage`` rewrites; identity, place in the DAG and version are not among them."""
+    return {
+        "status": _enum_name(stage.status, WorkflowStatus, f"{path}.status"),
+        "context": encode_document(stage.context, f"{path}.context"),
+        "outputs": encode_document(stage.outputs, f"{path}.outputs"),
+        "start_time": _int_or_none(stage.start_time, f"{path}.start_time"),
+        "end_time": _int_or_none(stage.end_time, f"{path}.end_time"),
+        "start_time_expiry": _int_or_none(stage.start_time_expiry, f"{path}.start_time_expiry"),
+        "scheduled_time": _int_or_none(stage.scheduled_time, f"{path}.scheduled_time"),
+    }
+
+
+def edge_values(stage: StageExecution, workflow_id: str, path: str) -> list[RowValues]:
+    requisites = stage.requisite_stage_ref_ids
+    if not isinstance(requisites, set | frozenset | list | tuple):
+        raise ValidationError(f"{path}.requisite_stage_ref_ids", "must be a set of ref ids")
+    return [
+        _checked(
+            StageEdgeRow,
+            {"workflow_id": workflow_id, "ref_id": stage.ref_id, "requisite_ref_id": ref},
+            f"{path}.requisite_stage_ref_ids",
+        )
+        for ref in sorted(set(requisites), key=str)
+    ]
+
+
+def stage_from_row(row: StageRow, requisites: Iterable[str]) -> StageExecution:
+    owner = row.synthetic_stage_owner
+    return StageExecution(
+        id=row.id,
+        ref_id=row.ref_id,
+        type=row.type,
+        name=row.name,
+        status=WorkflowStatus[row.status],
+        context=row.context,
+        outputs=row.outputs,
+        requisite_stage_ref_ids=set(requisites),
+        parent_stage_id=row.parent_stage_id,
+        synthetic_stage_owner=SyntheticStageOwner[owner] if owner is not None else None,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        start_time_expiry=row.start_time_expiry,
+        scheduled_time=row.scheduled_time,
+        version=row.version,
+    )
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+def task_values(task: TaskExecution, stage_id: str, position: int, path: str) -> RowValues:
+    """Every column of a task row; ``version`` is the one the row will hold after the write."""
+    if not isinstance(task, TaskExecution):
+        raise ValidationError(path, f"must be a TaskExecution, got {type(task).__name__}")
+    values: RowValues = {
+        "id": task.id,
+        "stage_id": stage_id,
+        "position": position,
+        "name": task.name,
+        "implementing_class": task.implementing_class,
+        "status": _enum_name(task.status, WorkflowStatus, f"{path}.status"),
+        "start_time": _int_or_none(task.start_time, f"{path}.start_time"),
+        "end_time": _int_or_none(task.end_time, f"{path}.end_time"),
+        "stage_start": bool(task.stage_start),
+        "stage_end": bool(task.stage_end),
+        "loop_start": bool(task.loop_start),
+        "loop_end": bool(task.loop_end),
+        "task_exception_details": encode_document(
+            task.task_exception_details, f"{path}.task_exception_details"
+        ),
+        "version": task.version,
+    }
+    return _checked(TaskRow, values, path)
+
+
+def task_from_row(row: TaskRow) -> TaskExecution:
+    return TaskExecution(
+        id=row.id,
+        name=row.name,
+        implementing_class=row.implementing_class,
+        status=WorkflowStatus[row.status],
+        start_time=row.start_time,
+        end_time=row.end_time,
+        stage_start=row.stage_start,
+        stage_end=row.stage_end,
+        loop_start=row.loop_start,
+        loop_end=row.loop_end,
+        task_exception_details=row.task_exception_details,
+        version=row.version,
+    )
+
+
+# -- processed messages ---------------------------------------------------------------------------
+
+
+def processed_message_values(message_id: str, handler_type: str | None, execution_id: str | None) -> RowValues:
+    values: RowValues = {
+        "message_id": message_id,
+        "handler_type": handler_type,
+        "execution_id": execution_id,
+        "processed_at": now_ms(),
+    }
+    return _checked(ProcessedMessageRow, values, "message")

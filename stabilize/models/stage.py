@@ -60,7 +60,9 @@ class StageExecution:
     @property
     def execution(self) -> Workflow:
         """The workflow this stage belongs to; raises when the stage is detached."""
-        workflow = self._execution() if isinstance(self._execution, weakref.ReferenceType) else self._execution
+        workflow = (
+            self._execution() if isinstance(self._execution, weakref.ReferenceType) else self._execution
+        )
         if workflow is None:
             raise ValueError(f"stage {self.id} is not attached to a workflow")
         return workflow
@@ -122,10 +124,14 @@ class StageExecution:
         return [s for s in self.execution.stages if s.parent_stage_id == self.id]
 
     def before_stages(self) -> list[StageExecution]:
-        return [s for s in self.synthetic_stages() if s.synthetic_stage_owner is SyntheticStageOwner.STAGE_BEFORE]
+        return [
+            s for s in self.synthetic_stages() if s.synthetic_stage_owner is SyntheticStageOwner.STAGE_BEFORE
+        ]
 
     def after_stages(self) -> list[StageExecution]:
-        return [s for s in self.synthetic_stages() if s.synthetic_stage_owner is SyntheticStageOwner.STAGE_AFTER]
+        return [
+            s for s in self.synthetic_stages() if s.synthetic_stage_owner is SyntheticStageOwner.STAGE_AFTER
+        ]
 
     def parent(self) -> StageExecution:
         if self.parent_stage_id is None:

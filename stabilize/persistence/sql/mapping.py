@@ -42,7 +42,7 @@ def _string_limits(row: type[Base]) -> dict[str, int]:
     }
 
 
-_LIMITS = {
+_LIMITS: dict[type[Base], dict[str, int]] = {
     row: _string_limits(row) for row in (WorkflowRow, StageRow, StageEdgeRow, TaskRow, ProcessedMessageRow)
 }
 
@@ -285,7 +285,9 @@ def task_from_row(row: TaskRow) -> TaskExecution:
 # -- processed messages ---------------------------------------------------------------------------
 
 
-def processed_message_values(message_id: str, handler_type: str | None, execution_id: str | None) -> RowValues:
+def processed_message_values(
+    message_id: str, handler_type: str | None, execution_id: str | None
+) -> RowValues:
     values: RowValues = {
         "message_id": message_id,
         "handler_type": handler_type,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 
 from stabilize.persistence.sql.rows import StageEdgeRow, StageRow, TaskRow, WorkflowRow
 from stabilize.persistence.store.interface import WorkflowCriteria
 
 
-def ancestor_refs(workflow_id: str, ref_id: str) -> Select[tuple[str]]:
+def ancestor_refs(workflow_id: str, ref_id: str) -> Select[str]:
     """Ref ids of every transitive requisite of ``ref_id`` (a recursive CTE over the edges).
 
     ``UNION`` (not ``UNION ALL``) makes each ancestor appear once, so diamonds stay linear in the
@@ -28,14 +30,14 @@ def ancestor_refs(workflow_id: str, ref_id: str) -> Select[tuple[str]]:
     return select(ancestors.c.ref_id).where(ancestors.c.ref_id != ref_id)
 
 
-def ancestor_outputs(workflow_id: str, ref_id: str) -> Select[tuple[str, dict[str, object]]]:
+def ancestor_outputs(workflow_id: str, ref_id: str) -> Select[str, dict[str, Any]]:
     refs = ancestor_refs(workflow_id, ref_id).subquery()
     return select(StageRow.ref_id, StageRow.outputs).where(
         StageRow.workflow_id == workflow_id, StageRow.ref_id.in_(select(refs.c.ref_id))
     )
 
 
-def ancestor_edges(workflow_id: str, ref_id: str) -> Select[tuple[str, str]]:
+def ancestor_edges(workflow_id: str, ref_id: str) -> Select[str, str]:
     refs = ancestor_refs(workflow_id, ref_id).subquery()
     return select(StageEdgeRow.ref_id, StageEdgeRow.requisite_ref_id).where(
         StageEdgeRow.workflow_id == workflow_id, StageEdgeRow.ref_id.in_(select(refs.c.ref_id))
@@ -56,19 +58,23 @@ def downstream_filter(workflow_id: str, ref_id: str) -> ColumnElement[bool]:
     return and_(StageRow.workflow_id == workflow_id, StageRow.ref_id.in_(dependents))
 
 
-def stages_where(condition: ColumnElement[bool]) -> Select[tuple[StageRow]]:
+def stages_where(condition: ColumnElement[bool]) -> Select[StageRow]:
     return select(StageRow).where(condition).order_by(StageRow.workflow_id, StageRow.position, StageRow.id)
 
 
-def edges_of_stages(condition: ColumnElement[bool]) -> Select[tuple[StageEdgeRow]]:
+def edges_of_stages(condition: ColumnElement[bool]) -> Select[StageEdgeRow]:
     """The requisite edges of the stages matching ``condition`` (joined, not one query each)."""
-    return select(StageEdgeRow).join(
-        StageRow,
-        and_(StageRow.workflow_id == StageEdgeRow.workflow_id, StageRow.ref_id == StageEdgeRow.ref_id),
-    ).where(condition)
+    return (
+        select(StageEdgeRow)
+        .join(
+            StageRow,
+            and_(StageRow.workflow_id == StageEdgeRow.workflow_id, StageRow.ref_id == StageEdgeRow.ref_id),
+        )
+        .where(condition)
+    )
 
 
-def tasks_of_stages(condition: ColumnElement[bool]) -> Select[tuple[TaskRow]]:
+def tasks_of_stages(condition: ColumnElement[bool]) -> Select[TaskRow]:
     return (
         select(TaskRow)
         .join(StageRow, StageRow.id == TaskRow.stage_id)
@@ -77,7 +83,9 @@ def tasks_of_stages(condition: ColumnElement[bool]) -> Select[tuple[TaskRow]]:
     )
 
 
-def workflow_page(column: ColumnElement[str | None], value: str, criteria: WorkflowCriteria) -> Select[tuple[WorkflowRow]]:
+def workflow_page(
+    column: ColumnElement[str | None], value: str, criteria: WorkflowCriteria
+) -> Select[WorkflowRow]:
     """One page of workflows, newest first: not started, then start time and id descending."""
     stmt = select(WorkflowRow).where(column == value)
     if criteria.statuses:

@@ -8,7 +8,7 @@ test suite fails on any drift.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.dialects import postgresql
@@ -218,3 +219,8 @@ class DeadLetterRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     failed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+def table_of(row: type[Base]) -> Table:
+    """The row class's Table (Declarative types ``__table__`` as the wider ``FromClause``)."""
+    return cast(Table, row.__table__)

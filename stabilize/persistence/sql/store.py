@@ -27,6 +27,7 @@ from stabilize.persistence.sql.rows import (
     StageRow,
     TaskRow,
     WorkflowRow,
+    table_of,
 )
 from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotFoundError, WorkflowStore
 from stabilize.persistence.store.transaction import StoreTransaction
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from stabilize.queue.interface import Queue
     from stabilize.queue.messages import Message
 
-_TASK_UPDATE_COLUMNS = [c.key for c in TaskRow.__table__.columns if c.key not in ("id", "stage_id")]
+_TASK_UPDATE_COLUMNS = [c.key for c in table_of(TaskRow).columns if c.key not in ("id", "stage_id")]
 _PROCESSED_BATCH = 1000
 
 #: Undo actions for in-memory version bumps, run when the transaction rolls back.
@@ -170,7 +171,9 @@ class SqlWorkflowStore(WorkflowStore):
             )
 
     def cancel(self, execution_id: str, canceled_by: str, reason: str) -> None:
-        self._set_workflow(execution_id, is_canceled=True, canceled_by=canceled_by, cancellation_reason=reason)
+        self._set_workflow(
+            execution_id, is_canceled=True, canceled_by=canceled_by, cancellation_reason=reason
+        )
 
     def _set_workflow(self, execution_id: str, **values: Any) -> None:
         mapping.check_workflow_columns(values, "workflow")
@@ -203,7 +206,7 @@ class SqlWorkflowStore(WorkflowStore):
         if result.rowcount == 1:  # type: ignore[attr-defined]
             self.profile.upsert(
                 session,
-                TaskRow.__table__,
+                table_of(TaskRow),
                 _task_values(stage, next_version=True),
                 ["id"],
                 _TASK_UPDATE_COLUMNS,
@@ -223,7 +226,9 @@ class SqlWorkflowStore(WorkflowStore):
             raise ValidationError("stage.execution", f"stage {stage.id} is not attached to a workflow")
         workflow_id = stage.execution.id
         position = session.scalar(
-            select(func.coalesce(func.max(StageRow.position) + 1, 0)).where(StageRow.workflow_id == workflow_id)
+            select(func.coalesce(func.max(StageRow.position) + 1, 0)).where(
+                StageRow.workflow_id == workflow_id
+            )
         )
         values = mapping.stage_values(stage, workflow_id, position or 0, "stage")
         edges = mapping.edge_values(stage, workflow_id, "stage")
@@ -238,7 +243,8 @@ class SqlWorkflowStore(WorkflowStore):
                 session.execute(insert(TaskRow), tasks)
         except IntegrityError as exc:
             raise DuplicateError(
-                f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored in workflow {workflow_id}"
+                f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"
+                f" in workflow {workflow_id}"
             ) from exc
 
     def remove_stage(self, execution: Workflow, stage_id: str) -> None:
@@ -254,8 +260,10 @@ class SqlWorkflowStore(WorkflowStore):
             workflow_row = session.get(WorkflowRow, row.workflow_id)
             assert workflow_row is not None  # the foreign key guarantees it
             workflow = mapping.workflow_from_row(workflow_row)
-            related = (StageRow.id == stage_id) | queries.upstream_filter(row.workflow_id, row.ref_id) | (
-                (StageRow.workflow_id == row.workflow_id) & (StageRow.parent_stage_id == stage_id)
+            related = (
+                (StageRow.id == stage_id)
+                | queries.upstream_filter(row.workflow_id, row.ref_id)
+                | ((StageRow.workflow_id == row.workflow_id) & (StageRow.parent_stage_id == stage_id))
             )
             stages = self._load_stages(session, related)
         for stage in stages:
@@ -274,7 +282,8 @@ class SqlWorkflowStore(WorkflowStore):
     def get_synthetic_stages(self, execution_id: str, parent_stage_id: str) -> list[StageExecution]:
         with self._read() as session:
             return self._load_stages(
-                session, (StageRow.workflow_id == execution_id) & (StageRow.parent_stage_id == parent_stage_id)
+                session,
+                (StageRow.workflow_id == execution_id) & (StageRow.parent_stage_id == parent_stage_id),
             )
 
     def _load_stages(self, session: Session, condition: ColumnElement[bool]) -> list[StageExecution]:
@@ -282,11 +291,14 @@ class SqlWorkflowStore(WorkflowStore):
 
     def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]:
         with self._read() as session:
-            outputs = dict(session.execute(queries.ancestor_outputs(execution_id, stage_ref_id)).tuples().all())
+            found = session.execute(queries.ancestor_outputs(execution_id, stage_ref_id)).tuples()
+            outputs: dict[str, dict[str, Any]] = dict(found.all())
             if not outputs:
                 return {}
             requisites: dict[str, set[str]] = {ref: set() for ref in outputs}
-            for ref, requisite in session.execute(queries.ancestor_edges(execution_id, stage_ref_id)).tuples():
+            for ref, requisite in session.execute(
+                queries.ancestor_edges(execution_id, stage_ref_id)
+            ).tuples():
                 if ref in requisites:
                     requisites[ref].add(requisite)
         return merge_outputs(topological_order(requisites), outputs)
@@ -301,14 +313,19 @@ class SqlWorkflowStore(WorkflowStore):
     def retrieve_by_pipeline_config_id(
         self, pipeline_config_id: str, criteria: WorkflowCriteria | None = None
     ) -> Iterator[Workflow]:
-        return iter(self._page(WorkflowRow.pipeline_config_id, pipeline_config_id, criteria or WorkflowCriteria()))
+        return iter(
+            self._page(WorkflowRow.pipeline_config_id, pipeline_config_id, criteria or WorkflowCriteria())
+        )
 
     def _page(self, column: Any, value: str, criteria: WorkflowCriteria) -> list[Workflow]:
         """A page of whole workflows in four queries, however many it holds."""
         if criteria.page_size is not None and criteria.page_size < 0:
             raise ValidationError("criteria.page_size", f"must be >= 0 or None, got {criteria.page_size}")
         with self._read() as session:
-            workflows = [mapping.workflow_from_row(r) for r in session.scalars(queries.workflow_page(column, value, criteria))]
+            workflows = [
+                mapping.workflow_from_row(r)
+                for r in session.scalars(queries.workflow_page(column, value, criteria))
+            ]
             if workflows:
                 by_id = {w.id: w for w in workflows}
                 for workflow_id, stage in _load_stages(session, StageRow.workflow_id.in_(list(by_id))):
@@ -317,9 +334,14 @@ class SqlWorkflowStore(WorkflowStore):
 
     def count_by_application(self, application: str) -> int:
         with self._read() as session:
-            return session.scalar(
-                select(func.count()).select_from(WorkflowRow).where(WorkflowRow.application == application)
-            ) or 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(WorkflowRow)
+                    .where(WorkflowRow.application == application)
+                )
+                or 0
+            )
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -340,7 +362,7 @@ class SqlWorkflowStore(WorkflowStore):
         self, session: Session, message_id: str, handler_type: str | None, execution_id: str | None
     ) -> None:
         values = mapping.processed_message_values(message_id, handler_type, execution_id)
-        self.profile.insert_ignore(session, ProcessedMessageRow.__table__, [values], ["message_id"])
+        self.profile.insert_ignore(session, table_of(ProcessedMessageRow), [values], ["message_id"])
 
     def cleanup_old_processed_messages(self, max_age_hours: float = 24.0) -> int:
         """Delete marks older than ``max_age_hours`` in batches, one short transaction each."""
@@ -354,7 +376,9 @@ class SqlWorkflowStore(WorkflowStore):
                     .limit(_PROCESSED_BATCH)
                 ).all()
                 if ids:
-                    session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids)))
+                    session.execute(
+                        delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids))
+                    )
             deleted += len(ids)
             if len(ids) < _PROCESSED_BATCH:
                 return deleted
@@ -439,14 +463,19 @@ def _load_stages(session: Session, condition: ColumnElement[bool]) -> list[tuple
     requisites: dict[tuple[str, str], list[str]] = defaultdict(list)
     for edge in session.scalars(queries.edges_of_stages(condition)):
         requisites[(edge.workflow_id, edge.ref_id)].append(edge.requisite_ref_id)
-    loaded = [(r.workflow_id, mapping.stage_from_row(r, requisites.get((r.workflow_id, r.ref_id), ()))) for r in rows]
+    loaded = [
+        (r.workflow_id, mapping.stage_from_row(r, requisites.get((r.workflow_id, r.ref_id), ())))
+        for r in rows
+    ]
     by_id = {stage.id: stage for _, stage in loaded}
     for task_row in session.scalars(queries.tasks_of_stages(condition)):
         by_id[task_row.stage_id].add_task(mapping.task_from_row(task_row))
     return loaded
 
 
-def _graph_values(workflow: Workflow) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def _graph_values(
+    workflow: Workflow,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Row values of every stage, edge and task of a workflow, validated before any SQL runs."""
     stages: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []

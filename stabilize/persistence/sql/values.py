@@ -17,6 +17,7 @@ from uuid import UUID
 
 from stabilize.errors import ValidationError
 
+
 def encode_document(value: dict[str, Any], path: str) -> dict[str, Any]:
     """Encode a mapping for a JSON column, or raise ``ValidationError`` naming ``path[...]``."""
     if not isinstance(value, dict):

@@ -3,4 +3,10 @@
 from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotFoundError, WorkflowStore
 from stabilize.persistence.store.transaction import NoOpTransaction, StoreTransaction
 
-__all__ = ["NoOpTransaction", "StoreTransaction", "WorkflowCriteria", "WorkflowNotFoundError", "WorkflowStore"]
+__all__ = [
+    "NoOpTransaction",
+    "StoreTransaction",
+    "WorkflowCriteria",
+    "WorkflowNotFoundError",
+    "WorkflowStore",
+]

@@ -67,7 +67,9 @@ class GenericProfile:
             )
             session.execute(stmt, [{**{p: r[k] for k, p in key_params.items()}, **r} for r in old])
 
-    def insert_ignore(self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]) -> None:
+    def insert_ignore(
+        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+    ) -> None:
         """Insert the rows whose ``keys`` are not stored yet; leave the others as they are."""
         if not rows:
             return

@@ -61,7 +61,9 @@ class MysqlProfile(GenericProfile):
             stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns})
             session.execute(stmt, list(rows))
 
-    def insert_ignore(self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]) -> None:
+    def insert_ignore(
+        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+    ) -> None:
         if rows:
             # ON DUPLICATE KEY UPDATE of a key to itself, rather than INSERT IGNORE, which would
             # also swallow errors other than the duplicate key.

@@ -36,6 +36,8 @@ class PostgresProfile(GenericProfile):
             )
             session.execute(stmt, list(rows))
 
-    def insert_ignore(self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]) -> None:
+    def insert_ignore(
+        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+    ) -> None:
         if rows:
             session.execute(pg_insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))

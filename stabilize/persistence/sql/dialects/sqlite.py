@@ -70,6 +70,10 @@ class SqliteProfile(GenericProfile):
             )
             session.execute(stmt, list(rows))
 
-    def insert_ignore(self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]) -> None:
+    def insert_ignore(
+        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+    ) -> None:
         if rows:
-            session.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
+            session.execute(
+                sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows)
+            )

@@ -55,7 +55,7 @@ class ThrowAwayDatabases:
             with engine.connect() as connection:
                 connection.execute(text(statement))  # a generated identifier, never user input
             engine.dispose()
-        except Exception as exc:  # noqa: BLE001 - turned into a clear failure below
+        except Exception as exc:  # turned into a clear failure below
             pytest.fail(
                 f"database server for {make_url(normalize_url(admin)).render_as_string()} is unreachable "
                 f"or refused {statement!r}: {exc}. Start it (see DEVELOPERS.md); CI never skips a dialect.",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -23,8 +23,19 @@ depends_on: str | Sequence[str] | None = None
 
 JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-# utf8mb4 for all of Unicode; a binary collation so ids and ref ids compare exactly.
-MYSQL_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+#: MySQL/MariaDB TEXT holds 64 KiB only; the other dialects' TEXT is unbounded.
+LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def mysql_options() -> dict[str, str]:
+    """InnoDB; utf8mb4 for all of Unicode; a binary NO PAD collation so ids and ref ids compare
+    exactly, as on the other dialects ('a' != 'A', and 'a' != 'a ', which PAD SPACE collations
+    such as utf8mb4_bin call equal). Other dialects ignore these options."""
+    mariadb = getattr(op.get_context().dialect, "is_mariadb", False)
+    collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+    options = {"engine": "InnoDB", "charset": "utf8mb4", "collate": collation}
+    # The same options under both prefixes: a mariadb:// URL reads only the mariadb_ ones.
+    return {f"{prefix}_{key}": value for prefix in ("mysql", "mariadb") for key, value in options.items()}
 
 
 def upgrade() -> None:
@@ -35,7 +46,7 @@ def upgrade() -> None:
         sa.Column("execution_id", sa.String(length=26), nullable=True),
         sa.Column("processed_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("message_id", name=op.f("pk_processed_messages")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index(
         "ix_processed_messages_processed_at", "processed_messages", ["processed_at"], unique=False
@@ -51,12 +62,12 @@ def upgrade() -> None:
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("execution_id", sa.String(length=26), nullable=True),
         sa.Column("task_id", sa.String(length=26), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_error", LONG_TEXT, nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("failed_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_queue_dead_letters")),
         sa.UniqueConstraint("message_id", name=op.f("uq_queue_dead_letters_message_id")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index("ix_queue_dead_letters_failed_at", "queue_dead_letters", ["failed_at"], unique=False)
 
@@ -72,11 +83,11 @@ def upgrade() -> None:
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("execution_id", sa.String(length=26), nullable=True),
         sa.Column("task_id", sa.String(length=26), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_error", LONG_TEXT, nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_queue_messages")),
         sa.UniqueConstraint("message_id", name=op.f("uq_queue_messages_message_id")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index("ix_queue_messages_deliver_at", "queue_messages", ["deliver_at"], unique=False)
     op.create_index("ix_queue_messages_task_id", "queue_messages", ["task_id"], unique=False)
@@ -95,7 +106,7 @@ def upgrade() -> None:
         sa.Column("start_time_expiry", sa.BigInteger(), nullable=True),
         sa.Column("is_canceled", sa.Boolean(), nullable=False),
         sa.Column("canceled_by", sa.String(length=255), nullable=True),
-        sa.Column("cancellation_reason", sa.Text(), nullable=True),
+        sa.Column("cancellation_reason", LONG_TEXT, nullable=True),
         sa.Column("paused", JSON_DOCUMENT, nullable=True),
         sa.Column("pipeline_config_id", sa.String(length=255), nullable=True),
         sa.Column("is_limit_concurrent", sa.Boolean(), nullable=False),
@@ -105,7 +116,7 @@ def upgrade() -> None:
         sa.Column("config_version", sa.String(length=255), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflows")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index(
         "ix_workflows_application_start_time", "workflows", ["application", "start_time"], unique=False
@@ -143,7 +154,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stages")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index("ix_stages_parent_stage_id", "stages", ["parent_stage_id"], unique=False)
     op.create_index("ix_stages_workflow_id_position", "stages", ["workflow_id", "position"], unique=False)
@@ -161,7 +172,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("workflow_id", "ref_id", "requisite_ref_id", name=op.f("pk_stage_edges")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index(
         "ix_stage_edges_workflow_id_requisite_ref_id",
@@ -190,7 +201,7 @@ def upgrade() -> None:
             ["stage_id"], ["stages.id"], name=op.f("fk_tasks_stage_id_stages"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
-        **MYSQL_TABLE_OPTIONS,
+        **mysql_options(),
     )
     op.create_index("ix_tasks_stage_id_position", "tasks", ["stage_id", "position"], unique=False)
 

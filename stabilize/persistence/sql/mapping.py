@@ -34,11 +34,17 @@ from stabilize.persistence.sql.values import encode_document
 RowValues = dict[str, Any]
 
 
+#: The "limit" of a ``Text`` column: its content is still checked (NUL, surrogates, type).
+_UNLIMITED = 2**62
+_INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
+
+
 def _string_limits(row: type[Base]) -> dict[str, int]:
     return {
-        column.key: column.type.length
+        column.key: column.type.length or _UNLIMITED
         for column in row.__table__.columns
-        if isinstance(column.type, String) and column.type.length
+        if isinstance(column.type, String)
     }
 
 
@@ -59,6 +65,13 @@ def _checked(row: type[Base], values: RowValues, path: str) -> RowValues:
             raise ValidationError(f"{path}.{key}", f"is {len(value)} characters long, the limit is {limit}")
         if "\x00" in value:
             raise ValidationError(f"{path}.{key}", "contains a NUL character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(
+                    f"{path}.{key}", "contains a lone surrogate, not valid Unicode"
+                ) from None
     return values
 
 
@@ -71,7 +84,16 @@ def _enum_name(value: object, enum: type[Enum], path: str) -> str:
 def _int_or_none(value: object, path: str) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise ValidationError(path, f"must be an integer (epoch ms) or None, got {value!r}")
+    if value is not None and not _INT64[0] <= value <= _INT64[1]:
+        raise ValidationError(path, f"{value} is out of range for a 64-bit integer column")
     return value
+
+
+def _int32(value: object, path: str) -> int:
+    number: int = int(value)  # type: ignore[call-overload]
+    if not _INT32[0] <= number <= _INT32[1]:
+        raise ValidationError(path, f"{number} is out of range for a 32-bit integer column")
+    return number
 
 
 # -- workflow -------------------------------------------------------------------------------------
@@ -90,7 +112,9 @@ def workflow_values(workflow: Workflow, path: str = "workflow") -> RowValues:
         start_time_expiry=_int_or_none(workflow.start_time_expiry, f"{path}.start_time_expiry"),
         pipeline_config_id=workflow.pipeline_config_id,
         is_limit_concurrent=bool(workflow.is_limit_concurrent),
-        max_concurrent_executions=int(workflow.max_concurrent_executions),
+        max_concurrent_executions=_int32(
+            workflow.max_concurrent_executions, f"{path}.max_concurrent_executions"
+        ),
         keep_waiting_pipelines=bool(workflow.keep_waiting_pipelines),
         origin=workflow.origin,
         config_version=workflow.config_version,
@@ -108,13 +132,15 @@ def workflow_state_values(workflow: Workflow, path: str = "workflow") -> RowValu
         "is_canceled": bool(workflow.is_canceled),
         "canceled_by": workflow.canceled_by,
         "cancellation_reason": workflow.cancellation_reason,
-        "paused": _paused_dict(workflow.paused),
+        "paused": _paused_dict(workflow.paused, f"{path}.paused"),
     }
     return _checked(WorkflowRow, values, path)
 
 
 def check_workflow_columns(values: RowValues, path: str) -> RowValues:
     """Validate a partial set of workflow columns (``pause`` / ``cancel``)."""
+    if values.get("paused") is not None:
+        values["paused"] = encode_document(values["paused"], f"{path}.paused")
     return _checked(WorkflowRow, values, path)
 
 
@@ -126,15 +152,18 @@ def _trigger_dict(trigger: Trigger | Mapping[str, Any], path: str) -> dict[str, 
     raise ValidationError(path, f"must be a Trigger, got {type(trigger).__name__}")
 
 
-def _paused_dict(paused: PausedDetails | None) -> dict[str, Any] | None:
+def _paused_dict(paused: PausedDetails | None, path: str) -> dict[str, Any] | None:
     if paused is None:
         return None
-    return {
-        "paused_by": paused.paused_by,
-        "pause_time": paused.pause_time,
-        "resume_time": paused.resume_time,
-        "paused_ms": paused.paused_ms,
-    }
+    return encode_document(
+        {
+            "paused_by": paused.paused_by,
+            "pause_time": paused.pause_time,
+            "resume_time": paused.resume_time,
+            "paused_ms": paused.paused_ms,
+        },
+        path,
+    )
 
 
 def workflow_from_row(row: WorkflowRow) -> Workflow:

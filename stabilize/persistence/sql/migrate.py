@@ -14,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
+from stabilize.errors import SchemaError
+
 SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "_migrations"
 
 
@@ -35,6 +37,24 @@ def head() -> str:
 def current(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def ensure_current(engine: Engine) -> None:
+    """Raise ``SchemaError`` when the database is behind this code's newest migration.
+
+    A database *ahead* of it (a newer release migrated it during a rolling deploy) is accepted:
+    migrations only add what older code can ignore.
+    """
+    found = current(engine)
+    newest = head()
+    if found == newest:
+        return
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if found is None or found in known:
+        raise SchemaError(
+            f"the database schema is at revision {found or 'none (empty database)'}, this code needs {newest}: "
+            "run `stabilize db upgrade` (or `alembic upgrade head`), or open the store with create_tables=True"
+        )
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

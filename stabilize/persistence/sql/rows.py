@@ -23,7 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Constraint names Alembic can find again on every dialect (SQLite batch mode needs names).
@@ -39,6 +39,9 @@ NAMING_CONVENTION = {
 #: dialect's JSON elsewhere (TEXT on SQLite, LONGTEXT with a validity check on MariaDB).
 JsonDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+#: The same for an optional document: ``None`` is SQL NULL, not the JSON value null.
+NullableJsonDocument = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
 #: Auto-increment ids: BIGINT on servers, INTEGER on SQLite so the column is its rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -48,9 +51,13 @@ NAME_LENGTH = 255
 STATUS_LENGTH = 32
 MESSAGE_ID_LENGTH = 64
 
-#: MariaDB/MySQL: utf8mb4 holds every plane of Unicode; a binary collation makes ids and ref ids
-#: compare exactly (the default collation would call "a" and "A" the same ref id).
-MYSQL_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+#: MariaDB/MySQL: utf8mb4 holds every plane of Unicode; a binary NO PAD collation makes ids and ref
+#: ids compare exactly (the default would call "a", "A" and "a " the same ref id). The migration
+#: picks utf8mb4_0900_bin on MySQL 8, which has no utf8mb4_nopad_bin.
+MYSQL_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_nopad_bin"}
+
+#: MySQL/MariaDB TEXT holds 64 KiB only; the other dialects' TEXT is unbounded.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -79,8 +86,9 @@ class WorkflowRow(Base):
     start_time_expiry: Mapped[int | None] = mapped_column(BigInteger)
     is_canceled: Mapped[bool] = mapped_column(Boolean)
     canceled_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    cancellation_reason: Mapped[str | None] = mapped_column(Text)
-    paused: Mapped[dict[str, Any] | None]
+    cancellation_reason: Mapped[str | None] = mapped_column(LongText)
+    #: SQL NULL when not paused (not JSON null), so ``paused IS NULL`` finds them.
+    paused: Mapped[dict[str, Any] | None] = mapped_column(NullableJsonDocument)
     pipeline_config_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     is_limit_concurrent: Mapped[bool] = mapped_column(Boolean)
     max_concurrent_executions: Mapped[int] = mapped_column(Integer)
@@ -182,8 +190,10 @@ class QueueMessageRow(Base):
 
     __tablename__ = "queue_messages"
     __table_args__ = (
-        Index("ix_queue_messages_deliver_at", "deliver_at"),
+        # The claim query's order, so a claim is one index range scan (migration 0002).
+        Index("ix_queue_messages_deliver_at_id", "deliver_at", "id"),
         Index("ix_queue_messages_task_id", "task_id"),
+        Index("ix_queue_messages_execution_id", "execution_id"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -198,7 +208,7 @@ class QueueMessageRow(Base):
     max_attempts: Mapped[int] = mapped_column(Integer)
     execution_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(LongText)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -216,7 +226,7 @@ class DeadLetterRow(Base):
     max_attempts: Mapped[int] = mapped_column(Integer)
     execution_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(LongText)
     created_at: Mapped[int] = mapped_column(BigInteger)
     failed_at: Mapped[int] = mapped_column(BigInteger)
 

@@ -8,19 +8,19 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, ColumnElement, Engine, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from stabilize.errors import ConcurrencyError, DuplicateError, ValidationError
 from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
-from stabilize.models.status import WorkflowStatus
+from stabilize.models.status import COMPLETED_STATUSES, WorkflowStatus
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping, queries
 from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
 from stabilize.persistence.sql.engine import engine_profile, get_engine, mask
 from stabilize.persistence.sql.lineage import merge_outputs, topological_order
-from stabilize.persistence.sql.migrate import upgrade
+from stabilize.persistence.sql.migrate import ensure_current, upgrade
 from stabilize.persistence.sql.rows import (
     ProcessedMessageRow,
     StageEdgeRow,
@@ -68,6 +68,11 @@ class SqlWorkflowStore(WorkflowStore):
         )
         if create_tables:
             upgrade(self.engine)
+        else:
+            try:
+                ensure_current(self.engine)
+            except OperationalError:
+                pass  # unreachable for now: is_healthy() reports it and the first call fails clearly
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
@@ -291,14 +296,12 @@ class SqlWorkflowStore(WorkflowStore):
 
     def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]:
         with self._read() as session:
-            found = session.execute(queries.ancestor_outputs(execution_id, stage_ref_id)).tuples()
+            found = session.execute(queries.ancestor_outputs(execution_id, stage_ref_id))
             outputs: dict[str, dict[str, Any]] = dict(found.all())
             if not outputs:
                 return {}
             requisites: dict[str, set[str]] = {ref: set() for ref in outputs}
-            for ref, requisite in session.execute(
-                queries.ancestor_edges(execution_id, stage_ref_id)
-            ).tuples():
+            for ref, requisite in session.execute(queries.ancestor_edges(execution_id, stage_ref_id)):
                 if ref in requisites:
                     requisites[ref].add(requisite)
         return merge_outputs(topological_order(requisites), outputs)
@@ -342,6 +345,42 @@ class SqlWorkflowStore(WorkflowStore):
                 )
                 or 0
             )
+
+    def purge_finished(
+        self,
+        older_than_ms: int,
+        statuses: set[WorkflowStatus] | None = None,
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete finished workflows that ended before ``older_than_ms`` (epoch ms), with their
+        stages, tasks, edges and processed marks; return how many.
+
+        Only complete statuses are ever purged, whatever ``statuses`` asks for. Each batch of at
+        most ``batch_size`` workflows is its own short transaction, so a large purge never holds
+        locks for long and can be interrupted safely.
+        """
+        if batch_size < 1:
+            raise ValidationError("batch_size", f"must be at least 1, got {batch_size}")
+        allowed = sorted(s.name for s in (statuses or COMPLETED_STATUSES) if s in COMPLETED_STATUSES)
+        if not allowed:
+            return 0
+        ended = func.coalesce(WorkflowRow.end_time, WorkflowRow.created_at)
+        candidates = select(WorkflowRow.id).where(WorkflowRow.status.in_(allowed), ended < older_than_ms)
+        if dry_run:
+            with self._read() as session:
+                return session.scalar(select(func.count()).select_from(candidates.subquery())) or 0
+        purged = 0
+        while True:
+            with self._write() as (session, _):
+                ids = list(session.scalars(candidates.order_by(WorkflowRow.id).limit(batch_size)))
+                if ids:
+                    session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.execution_id.in_(ids)))
+                    session.execute(delete(WorkflowRow).where(WorkflowRow.id.in_(ids)))
+            purged += len(ids)
+            if len(ids) < batch_size:
+                return purged
 
     # -- messages ---------------------------------------------------------------------------
 

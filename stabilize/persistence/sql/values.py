@@ -17,16 +17,23 @@ from uuid import UUID
 
 from stabilize.errors import ValidationError
 
+#: Deepest nesting stored, counting the document itself: MariaDB's JSON_VALID check (its JSON
+#: columns carry one) refuses deeper documents, so every dialect refuses them alike.
+MAX_DEPTH = 31
+#: PostgreSQL's JSONB keeps numbers as NUMERIC and prints integral ones without a fraction, so a
+#: float this large would come back as an int; refused everywhere rather than changed on one.
+FLOAT_LIMIT = 1e16
+
 
 def encode_document(value: dict[str, Any], path: str) -> dict[str, Any]:
     """Encode a mapping for a JSON column, or raise ``ValidationError`` naming ``path[...]``."""
     if not isinstance(value, dict):
         raise ValidationError(path, f"must be a dict, got {type(value).__name__}")
-    encoded: dict[str, Any] = _encode(value, path)
+    encoded: dict[str, Any] = _encode(value, path, 1)
     return encoded
 
 
-def _encode(value: Any, path: str) -> Any:
+def _encode(value: Any, path: str, depth: int) -> Any:
     kind = type(value)
     if kind is str:
         _check_text(value, path)
@@ -34,28 +41,48 @@ def _encode(value: Any, path: str) -> Any:
     if kind is int or kind is bool or value is None:
         return value
     if kind is float:
-        if not math.isfinite(value):
-            raise ValidationError(path, f"{value!r} is not a finite number and has no JSON form")
-        return value
+        return _check_float(value, path)
+    if depth > MAX_DEPTH and isinstance(value, dict | list | tuple | set | frozenset):
+        raise ValidationError(path, f"is nested deeper than {MAX_DEPTH} levels (or contains itself)")
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(f"{path}[{key!r}]", f"keys must be strings, got {type(key).__name__}")
             _check_text(key, f"{path}[{key!r}]")
-            out[key] = _encode(item, f"{path}[{key!r}]")
+            out[key] = _encode(item, f"{path}[{key!r}]", depth + 1)
         return out
     if isinstance(value, list | tuple):
-        return [_encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_encode(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, set | frozenset):
-        return [_encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    return _encode_standard(value, path)
+        return [_encode(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(_stable(value))]
+    return _encode_standard(value, path, depth)
 
 
-def _encode_standard(value: Any, path: str) -> Any:
+def _stable(items: set[Any] | frozenset[Any]) -> list[Any]:
+    """A set's items in sorted order where they sort, so the stored list does not depend on the
+    process's hash seed."""
+    try:
+        return sorted(items)
+    except TypeError:
+        return list(items)
+
+
+def _check_float(value: float, path: str) -> float:
+    if not math.isfinite(value):
+        raise ValidationError(path, f"{value!r} is not a finite number and has no JSON form")
+    if abs(value) >= FLOAT_LIMIT:
+        raise ValidationError(
+            path,
+            f"float {value!r} is too large to store exactly (limit {FLOAT_LIMIT:g}); use an int or a string",
+        )
+    return value + 0.0  # -0.0 becomes 0.0, as PostgreSQL would make it
+
+
+def _encode_standard(value: Any, path: str, depth: int) -> Any:
     """The standard library types the contract gives a string form to."""
     if isinstance(value, Enum):
-        return _encode(value.value, path)
+        return _encode(value.value, path, depth)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, PurePath | UUID):
@@ -66,7 +93,7 @@ def _encode_standard(value: Any, path: str) -> Any:
         return str(value)
     for base in (bool, int, float, str):  # subclasses of the JSON scalars store as the scalar
         if isinstance(value, base):
-            return _encode(base(value), path)
+            return _encode(base(value), path, depth)
     raise ValidationError(path, f"a {type(value).__name__} cannot be stored as JSON")
 
 

@@ -1,0 +1,1 @@
+"""The ``stabilize`` command line; never imported by ``import stabilize``."""

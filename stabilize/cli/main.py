@@ -1,0 +1,14 @@
+"""Entry point of the ``stabilize`` console script."""
+
+from __future__ import annotations
+
+from stabilize.cli import db, runs  # noqa: F401 - importing registers the subcommands
+from stabilize.cli.app import cli
+
+
+def main() -> None:
+    cli(prog_name="stabilize")
+
+
+if __name__ == "__main__":
+    main()

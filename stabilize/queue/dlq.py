@@ -1,0 +1,93 @@
+"""Dead letters: messages that used up their attempts (or could not be read), kept with their last
+error until an operator replays or clears them.
+
+Functions take the caller's connection and never commit, so moving a row out of the queue and
+into ``queue_dead_letters`` is one transaction: a message is in exactly one of the two tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, RowMapping, delete, func, insert, select
+
+from stabilize.models.ids import new_id
+from stabilize.queue.records import DEAD_LETTERS, QUEUE, dead_letter_values, rowcount
+
+
+def bury(connection: Connection, row: RowMapping, error: str | None, now: int) -> None:
+    """Write the dead letter of a queue row the caller has just deleted.
+
+    A message id has at most one dead letter, its latest failure: a replayed message that fails
+    again replaces its old entry instead of tripping the unique key.
+    """
+    connection.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.message_id == row["message_id"]))
+    connection.execute(insert(DEAD_LETTERS), [dead_letter_values(row, error, now)])
+
+
+def move(connection: Connection, where: ColumnElement[bool], error: str | None, now: int) -> bool:
+    """Move the queue row matching ``where`` to the dead letters, in any lock state (an operator
+    may dead-letter an in-flight message); False if there is none.
+
+    The delete compares ``attempts`` with what was read, so a row claimed by a poller in between
+    stays where it is rather than vanishing under that poller.
+    """
+    row = connection.execute(select(QUEUE).where(where)).mappings().first()
+    if row is None:
+        return False
+    unchanged = (QUEUE.c.id == row["id"]) & (QUEUE.c.attempts == row["attempts"])
+    if rowcount(connection.execute(delete(QUEUE).where(unchanged))) != 1:
+        return False
+    bury(connection, row, error, now)
+    return True
+
+
+def replay(connection: Connection, where: ColumnElement[bool], now: int) -> bool:
+    """Put a dead letter back in the queue, due now, with its attempts reset; False if not found.
+
+    It keeps its message id, so a consumer that did process it (and marked it) still skips it;
+    only if that id has been queued again meanwhile does the replayed copy get a new one.
+    """
+    row = connection.execute(select(DEAD_LETTERS).where(where)).mappings().first()
+    if row is None:
+        return False
+    if rowcount(connection.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.id == row["id"]))) != 1:
+        return False  # replayed by someone else in the meantime
+    message_id = row["message_id"]
+    taken = connection.execute(select(QUEUE.c.id).where(QUEUE.c.message_id == message_id)).first()
+    payload = dict(row["payload"])
+    if taken is not None:
+        message_id = new_id()
+        payload["message_id"] = message_id
+    values = {
+        "message_id": message_id,
+        "message_type": row["message_type"],
+        "payload": payload,
+        "deliver_at": now,
+        "locked_until": None,
+        "attempts": 0,
+        "max_attempts": row["max_attempts"],
+        "execution_id": row["execution_id"],
+        "task_id": row["task_id"],
+        "last_error": row["last_error"],
+        "created_at": row["created_at"],
+    }
+    connection.execute(insert(QUEUE), [values])
+    return True
+
+
+def listing(connection: Connection, limit: int, message_type: str | None) -> list[dict[str, Any]]:
+    """Newest failures first, as plain dicts (``error`` repeats ``last_error`` under upstream's key)."""
+    query = select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.failed_at.desc(), DEAD_LETTERS.c.id.desc())
+    if message_type is not None:
+        query = query.where(DEAD_LETTERS.c.message_type == message_type)
+    rows = connection.execute(query.limit(limit)).mappings().all()
+    return [{**row, "error": row["last_error"]} for row in rows]
+
+
+def size(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(DEAD_LETTERS)).scalar_one()
+
+
+def clear(connection: Connection) -> int:
+    return rowcount(connection.execute(delete(DEAD_LETTERS)))

@@ -1,0 +1,204 @@
+"""Messages to queue rows and back, and the delivery token a claimed message carries.
+
+The only place a ``Message`` meets the ``queue_messages`` and ``queue_dead_letters`` rows. The row
+columns, not the payload's copies, are the authority on delivery bookkeeping (attempts, error):
+the payload is written once at push time, while the columns change with every claim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, CursorResult, Result, RowMapping, Table
+from sqlalchemy.orm import Session
+
+from stabilize.errors import ValidationError
+from stabilize.persistence.sql.rows import (
+    ID_LENGTH,
+    MESSAGE_ID_LENGTH,
+    NAME_LENGTH,
+    DeadLetterRow,
+    ProcessedMessageRow,
+    QueueMessageRow,
+)
+from stabilize.persistence.sql.values import encode_document
+from stabilize.queue.interface import Delay
+from stabilize.queue.messages import Message, deserialize_message, serialize_message
+
+QUEUE = cast(Table, QueueMessageRow.__table__)
+DEAD_LETTERS = cast(Table, DeadLetterRow.__table__)
+PROCESSED = cast(Table, ProcessedMessageRow.__table__)
+
+#: Anything a statement can run on: the store's Session inside ``store.transaction()``, or a
+#: Core Connection (the queue's own transactions, or one a caller passes to ``push``).
+Executor = Session | Connection
+
+RowValues = dict[str, Any]
+
+#: Payload fields that are delivery bookkeeping, not what the message says; ``ensure`` ignores them
+#: when it looks for a message that is already queued.
+METADATA_FIELDS = frozenset(
+    {"message_id", "created_at", "attempts", "max_attempts", "last_error", "last_error_type"}
+)
+
+#: Longest error text kept in a row: enough for a traceback's last lines, never a runaway blob.
+ERROR_LIMIT = 4000
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (MySQL dialects count matched, not changed, rows)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def delay_ms(delay: Delay | None, field: str = "delay") -> int:
+    """A delay as whole milliseconds, rounded up so a message is never delivered early.
+
+    A negative delay means "now": engine code computes delays as ``due - now``, which may already
+    have passed. NaN and infinity are refused, since no time could be stored for them.
+    """
+    if delay is None:
+        return 0
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValidationError(field, f"must be a timedelta or seconds, got {type(delay).__name__}")
+    if not math.isfinite(seconds):
+        raise ValidationError(field, f"{seconds!r} is not a finite number of seconds")
+    return max(0, math.ceil(seconds * 1000))
+
+
+# -- delivery tokens ------------------------------------------------------------------------------
+
+_DELIVERY = "_stabilize_delivery"
+_PUSHED = "_stabilize_pushed"
+
+
+@dataclass
+class Delivery:
+    """Which claim of which row a delivered message is.
+
+    ``attempt`` fences every later operation: once the lock lapses and another consumer claims the
+    row, its attempts move on and this holder's ack, extend_lock and reschedule match nothing.
+    ``released`` is set by reschedule and move_to_dlq, which end the delivery without an ack.
+    """
+
+    row_id: int
+    attempt: int
+    released: bool = False
+
+
+def delivery_of(message: Message) -> Delivery | None:
+    """The token of a message returned by a poll; None for a message built by the caller."""
+    token = vars(message).get(_DELIVERY)
+    return token if isinstance(token, Delivery) else None
+
+
+def needs_fresh_id(message: Message) -> bool:
+    """Whether this very object was pushed or delivered before, so a new push needs a new id."""
+    return bool(vars(message).get(_PUSHED)) or delivery_of(message) is not None
+
+
+def mark_pushed(message: Message) -> None:
+    # A private attribute, not a field: serialisation, equality and repr never see it.
+    vars(message)[_PUSHED] = True
+
+
+# -- push -----------------------------------------------------------------------------------------
+
+
+def _id_field(message: Message, name: str, path: str) -> str | None:
+    value = getattr(message, name, None)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{path}.{name}", f"must be a string, got {type(value).__name__}")
+    if len(value) > ID_LENGTH:
+        raise ValidationError(f"{path}.{name}", f"is {len(value)} characters long, the limit is {ID_LENGTH}")
+    return value
+
+
+def message_values(message: Message, deliver_at: int) -> RowValues:
+    """Validated ``queue_messages`` values for a new delivery of ``message``, due at ``deliver_at``.
+
+    Attempts start at 0 whatever the object says: a push is a new message, not a retry.
+    """
+    path = f"message({type(message).__name__})"
+    type_name, payload = serialize_message(message)
+    payload = encode_document(payload, f"{path}.payload")
+    message_id = message.message_id
+    if not isinstance(message_id, str) or not message_id or len(message_id) > MESSAGE_ID_LENGTH:
+        raise ValidationError(f"{path}.message_id", f"must be 1 to {MESSAGE_ID_LENGTH} characters of text")
+    if len(type_name) > NAME_LENGTH:
+        raise ValidationError(f"{path}", f"type name is longer than {NAME_LENGTH} characters")
+    max_attempts = message.max_attempts
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValidationError(f"{path}.max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
+    if isinstance(message.created_at, bool) or not isinstance(message.created_at, int):
+        raise ValidationError(f"{path}.created_at", "must be epoch milliseconds (an int)")
+    return {
+        "message_id": message_id,
+        "message_type": type_name,
+        "payload": payload,
+        "deliver_at": deliver_at,
+        "locked_until": None,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "execution_id": _id_field(message, "execution_id", path),
+        "task_id": _id_field(message, "task_id", path),
+        "last_error": clip_error(message.last_error),
+        "created_at": message.created_at,
+    }
+
+
+def with_message_id(values: RowValues, message_id: str) -> RowValues:
+    """The same row values under another message id (row and payload agree)."""
+    return {**values, "message_id": message_id, "payload": {**values["payload"], "message_id": message_id}}
+
+
+def clip_error(text: str | None) -> str | None:
+    return None if text is None else text[:ERROR_LIMIT]
+
+
+# -- delivery -------------------------------------------------------------------------------------
+
+
+def decode_row(row: RowMapping) -> Message:
+    """The message a row holds, before any bookkeeping is applied.
+
+    Raises:
+        MessageDecodeError: the payload does not describe a known message.
+    """
+    return deserialize_message(row["message_type"], row["payload"])
+
+
+def deliver(message: Message, row: RowMapping, attempt: int, limit: int) -> Message:
+    """Give a decoded message the claimed row's bookkeeping and its delivery token.
+
+    ``max_attempts`` becomes the limit this queue enforces, so a handler can tell its last try by
+    ``attempts >= max_attempts``.
+    """
+    message.message_id = row["message_id"]
+    message.attempts = attempt
+    message.max_attempts = limit
+    if row["last_error"] is not None:
+        message.last_error = row["last_error"]
+    vars(message)[_DELIVERY] = Delivery(row_id=row["id"], attempt=attempt)
+    return message
+
+
+def dead_letter_values(row: RowMapping, error: str | None, failed_at: int) -> RowValues:
+    """A ``queue_dead_letters`` row for a queue row, keeping its last error unless told another."""
+    return {
+        "message_id": row["message_id"],
+        "message_type": row["message_type"],
+        "payload": row["payload"],
+        "attempts": row["attempts"],
+        "max_attempts": row["max_attempts"],
+        "execution_id": row["execution_id"],
+        "task_id": row["task_id"],
+        "last_error": clip_error(error if error is not None else row["last_error"]),
+        "created_at": row["created_at"],
+        "failed_at": failed_at,
+    }

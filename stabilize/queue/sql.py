@@ -1,0 +1,476 @@
+"""The SQL queue: ``queue_messages`` in the store's own database, on every SQLAlchemy dialect.
+
+Because the queue is a table next to the workflow tables and shares the store's engine, a store
+transaction can write a message together with the state it belongs to (``push_in_session``), and a
+consumer can mark a message processed together with its effects. That is the transactional outbox.
+
+Semantics, in one place:
+
+- **Times** are epoch milliseconds from one app clock (``clock``, default ``now_ms``), used both to
+  write and to compare; the database clock is never read, so app and database cannot disagree.
+- **Visibility lock.** A claim sets ``locked_until = deliver_at = now + lock_duration`` and counts
+  one attempt. Until then no poller sees the row; ``ack`` deletes it, ``extend_lock`` moves both
+  times forward, ``reschedule`` releases it to a new time. When the lock lapses the row is simply
+  due again and the next claim counts attempt + 1.
+- **Delivery identity.** A polled message carries a private token (row id, attempt number);
+  ``ack``, ``extend_lock`` and ``reschedule`` act only if the row is still on that attempt, so a
+  consumer whose lock lapsed and whose message was claimed again cannot ack the new holder's
+  delivery. A message without a token (built by the caller) is addressed by ``message_id``.
+- **Message ids.** The row's ``message_id`` is the message's own id, so a processed mark taken
+  under that id skips a redelivery. ``push`` never merges: pushing an object that was already
+  pushed or delivered, or whose id is already queued, dead-lettered or marked processed, stores
+  the new row under a fresh ULID (row and payload); the caller's object is left as it is.
+  ``ensure`` is the call that avoids a duplicate.
+- **max_attempts.** The row keeps the message's own ``max_attempts``; a queue enforces the
+  smaller of that and its own ``max_attempts``, so a message can ask for fewer tries but never
+  more than the queue allows. A delivered message's ``max_attempts`` shows that limit. A message
+  due again with its attempts used up goes to ``queue_dead_letters`` with its last error instead
+  of being delivered; a ``poll`` callback failing on the last attempt sends it there at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Engine,
+    RowMapping,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from stabilize.errors import ValidationError
+from stabilize.models.ids import new_id, now_ms
+from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
+from stabilize.persistence.sql.engine import get_engine, mask
+from stabilize.queue import dlq
+from stabilize.queue.claim import Claimer, claimer_for
+from stabilize.queue.interface import Delay, Queue
+from stabilize.queue.messages import Message, MessageDecodeError
+from stabilize.queue.records import (
+    DEAD_LETTERS,
+    METADATA_FIELDS,
+    PROCESSED,
+    QUEUE,
+    Executor,
+    clip_error,
+    decode_row,
+    delay_ms,
+    deliver,
+    delivery_of,
+    mark_pushed,
+    message_values,
+    needs_fresh_id,
+    rowcount,
+    with_message_id,
+)
+
+__all__ = ["PostgresQueue", "SqlQueue", "SqliteQueue", "push_in_session"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LOCK = timedelta(seconds=60)
+#: Candidates one poll looks at before giving up (dead-lettered, undecodable or lost races).
+MAX_CANDIDATES = 16
+#: Keys per ``IN`` list, well under every driver's bound-parameter limit.
+_CHUNK = 500
+
+
+def _id_in_use(executor: Executor, message_id: str) -> bool:
+    """Whether a queued, dead-lettered or processed message already has this id (one query)."""
+    query = select(
+        or_(
+            exists().where(QUEUE.c.message_id == message_id),
+            exists().where(DEAD_LETTERS.c.message_id == message_id),
+            exists().where(PROCESSED.c.message_id == message_id),
+        )
+    )
+    return bool(executor.execute(query).scalar())
+
+
+def push_in_session(
+    executor: Executor, message: Message, delay: Delay | None = 0, *, now: int | None = None
+) -> None:
+    """Queue ``message`` through the caller's transaction; it commits or rolls back with it.
+
+    This is how ``SqlStoreTransaction.push_message`` makes a stage write and its message atomic.
+    ``now`` defaults to the app clock; a queue passes its own (possibly injected) clock.
+    """
+    start = now_ms() if now is None else now
+    values = message_values(message, start + delay_ms(delay))
+    if needs_fresh_id(message) or _id_in_use(executor, values["message_id"]):
+        values = with_message_id(values, new_id())
+    executor.execute(insert(QUEUE), [values])
+    mark_pushed(message)
+
+
+def _lock_ms(lock_duration: timedelta | float | None) -> int:
+    lock = delay_ms(DEFAULT_LOCK if lock_duration is None else lock_duration, "lock_duration")
+    if lock <= 0:
+        raise ValidationError("lock_duration", "must be longer than 0")
+    return lock
+
+
+class SqlQueue(Queue):
+    """Durable, delayed, at-least-once delivery on ``queue_messages`` (see the module docstring).
+
+    Args:
+        connection: a URL (any SQLAlchemy URL, ``postgres://...``, a bare SQLite path) or an Engine.
+            The same URL as the store's gives the store's engine, which makes
+            ``store.transaction(queue)`` atomic.
+        table_name: must be ``queue_messages``, the table the migrations create and store
+            transactions write; accepted for upstream's signature.
+        lock_duration: how long a claimed message stays invisible (timedelta or seconds; None: 60 s).
+        max_attempts: claims before a message is dead-lettered, at most (see module docstring).
+        clock: epoch-ms clock for every time written and compared; tests inject a fake one.
+        engine_options: extra ``create_engine`` arguments, used only if this creates the engine.
+    """
+
+    def __init__(
+        self,
+        connection: str | URL | Engine,
+        table_name: str = "queue_messages",
+        lock_duration: timedelta | float | None = None,
+        max_attempts: int = 10,
+        *,
+        clock: Callable[[], int] = now_ms,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        if table_name != QUEUE.name:
+            problem = f"only {QUEUE.name!r}, the table the migrations create, works; got {table_name!r}"
+            raise ValidationError("table_name", problem)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValidationError("max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
+        self.engine = get_engine(connection, **(engine_options or {}))
+        self.table_name = table_name
+        self.lock_ms = _lock_ms(lock_duration)
+        self.max_attempts = max_attempts
+        self.clock = clock
+        # BEGIN IMMEDIATE on SQLite: a claim reads then writes, and must hold the write lock from
+        # its first read (see dialects/sqlite.py); other dialects ignore the option.
+        self._writer = self.engine.execution_options(**{WRITE_INTENT: True})
+        self._claimer: Claimer | None = None
+
+    @property
+    def lock_duration(self) -> timedelta:
+        return timedelta(milliseconds=self.lock_ms)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({mask(self.engine.url)!r})"
+
+    def close(self) -> None:
+        """Nothing to release: the engine belongs to the process (``dispose_engines``)."""
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    def _claimer_of(self, conn: Connection) -> Claimer:
+        # Chosen on first use, on a live connection: MariaDB's answer needs the server version.
+        if self._claimer is None:
+            self._claimer = claimer_for(conn)
+        return self._claimer
+
+    def _limit(self, row_max_attempts: int) -> int:
+        return min(row_max_attempts, self.max_attempts)
+
+    # -- producing --------------------------------------------------------------------------
+
+    def push(self, message: Message, delay: Delay | None = None, connection: Any | None = None) -> None:
+        """Queue ``message``; with ``connection`` (a Session or Connection) inside that transaction."""
+        if connection is not None:
+            if not isinstance(connection, (Session, Connection)):
+                kind = type(connection).__name__
+                raise TypeError(f"connection: expected a SQLAlchemy Session or Connection, got {kind}")
+            push_in_session(connection, message, delay, now=self.clock())
+            return
+        with self._write() as conn:
+            push_in_session(conn, message, delay, now=self.clock())
+
+    def ensure(self, message: Message, delay: Delay) -> None:
+        """Queue ``message`` unless it already is: the same id, or the same type and fields
+        (bookkeeping aside). A waiting copy is moved to ``delay`` from now; an in-flight copy is
+        left to its holder. Race-free on SQLite (writers are serialised); on a server two
+        concurrent ``ensure`` calls for an unqueued message may both push it.
+        """
+        with self._write() as conn:
+            now = self.clock()
+            deliver_at = now + delay_ms(delay)
+            wanted = message_values(message, deliver_at)
+            same = (
+                (QUEUE.c.message_type == wanted["message_type"])
+                & _same_or_null(QUEUE.c.execution_id, wanted["execution_id"])
+                & _same_or_null(QUEUE.c.task_id, wanted["task_id"])
+            )
+            rows = conn.execute(select(QUEUE).where(or_(QUEUE.c.message_id == wanted["message_id"], same)))
+            found = [
+                r
+                for r in rows.mappings()
+                if r["message_id"] == wanted["message_id"]
+                or _content(r["payload"]) == _content(wanted["payload"])
+            ]
+            if not found:
+                push_in_session(conn, message, delay, now=now)
+                return
+            row = found[0]
+            if row["locked_until"] is not None and row["deliver_at"] > now:
+                return  # in flight: its holder acks or reschedules it
+            conn.execute(
+                update(QUEUE).where(QUEUE.c.id == row["id"]).values(deliver_at=deliver_at, locked_until=None)
+            )
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def poll_one(self) -> Message | None:
+        """Claim the earliest due message in one transaction; None when nothing is due."""
+        with self._write() as conn:
+            claimer = self._claimer_of(conn)
+            now = self.clock()
+            for row in islice(claimer.candidates(conn, now), MAX_CANDIDATES):
+                limit = self._limit(row["max_attempts"])
+                if row["attempts"] >= limit:
+                    self._bury_spent(conn, claimer, row, now)
+                    continue
+                try:
+                    message = decode_row(row)
+                except MessageDecodeError as exc:
+                    if claimer.remove(conn, row, now):
+                        dlq.bury(conn, row, f"undecodable: {exc}", now)
+                        logger.error("dead-lettered undecodable message %s: %s", row["message_id"], exc)
+                    continue
+                if claimer.take(conn, row, now, now + self.lock_ms):
+                    return deliver(message, row, row["attempts"] + 1, limit)
+        return None
+
+    def _bury_spent(self, conn: Connection, claimer: Claimer, row: RowMapping, now: int) -> bool:
+        """Dead-letter a due row whose attempts are used up, keeping its last error."""
+        if not claimer.remove(conn, row, now):
+            return False
+        reason = f"used all {self._limit(row['max_attempts'])} attempts"
+        dlq.bury(conn, row, row["last_error"] or reason, now)
+        logger.warning("dead-lettered message %s: %s", row["message_id"], reason)
+        return True
+
+    def poll(self, callback: Callable[[Message], None]) -> None:
+        """Deliver one due message to ``callback`` and ack it when the callback returns.
+
+        If the callback raises, the error is recorded on the row and the message stays locked, so
+        its retry waits for the lock to lapse; on its last attempt it goes to the dead letters at
+        once. A callback that reschedules or dead-letters the message itself is not acked.
+        """
+        message = self.poll_one()
+        if message is None:
+            return
+        try:
+            callback(message)
+        except Exception as exc:
+            self._record_failure(message, exc)
+            raise
+        self.ack(message)
+
+    def _record_failure(self, message: Message, exc: Exception) -> None:
+        message.set_error_context(exc)
+        token = delivery_of(message)
+        if token is None or token.released:
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        if message.attempts >= message.max_attempts:
+            self.move_to_dlq(message, error)
+            return
+        with self._write() as conn:
+            conn.execute(update(QUEUE).where(self._fence(message)).values(last_error=clip_error(error)))
+
+    def _fence(self, message: Message) -> ColumnElement[bool]:
+        """The row of this delivery of ``message``, or of its id when it was not delivered."""
+        token = delivery_of(message)
+        if token is None:
+            return QUEUE.c.message_id == message.message_id
+        return (QUEUE.c.id == token.row_id) & (QUEUE.c.attempts == token.attempt)
+
+    def ack(self, message: Message) -> None:
+        """Delete the delivered row; a no-op if the lock lapsed and another poller claimed it."""
+        token = delivery_of(message)
+        if token is not None and token.released:
+            return
+        with self._write() as conn:
+            deleted = rowcount(conn.execute(delete(QUEUE).where(self._fence(message))))
+        if token is not None:
+            token.released = True
+            if deleted == 0:
+                logger.warning("ack(%s): lock lapsed and the message was claimed again", message.message_id)
+
+    def extend_lock(self, message: Message, duration: timedelta | None = None) -> bool:
+        """Keep a delivered message invisible for ``duration`` (default: the lock duration) from now.
+
+        False when the message was not delivered by a poll, was already acked or released, or was
+        claimed again by someone else after its lock lapsed.
+        """
+        token = delivery_of(message)
+        if token is None or token.released:
+            return False
+        until = self.clock() + (self.lock_ms if duration is None else _lock_ms(duration))
+        with self._write() as conn:
+            result = conn.execute(
+                update(QUEUE).where(self._fence(message)).values(locked_until=until, deliver_at=until)
+            )
+            return rowcount(result) == 1
+
+    def reschedule(self, message: Message, delay: Delay) -> None:
+        """Release the lock and deliver again after ``delay``, keeping id and attempts.
+
+        The message is stored as it is now, so counters the handler changed and the error context
+        it set (``set_error_context``) come back with the redelivery.
+        """
+        token = delivery_of(message)
+        if token is not None and token.released:
+            return
+        with self._write() as conn:
+            now = self.clock()
+            values = message_values(message, now + delay_ms(delay))
+            conn.execute(
+                update(QUEUE)
+                .where(self._fence(message))
+                .values(
+                    deliver_at=values["deliver_at"],
+                    locked_until=None,
+                    payload=values["payload"],
+                    last_error=func.coalesce(values["last_error"], QUEUE.c.last_error),
+                )
+            )
+        if token is not None:
+            token.released = True
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """Queued messages, in flight included (dead letters are counted by ``dlq_size``)."""
+        with self._read() as conn:
+            return conn.execute(select(func.count()).select_from(QUEUE)).scalar_one()
+
+    def clear(self) -> None:
+        with self._write() as conn:
+            conn.execute(delete(QUEUE))
+
+    def _any(self, condition: ColumnElement[bool]) -> bool:
+        with self._read() as conn:
+            return conn.execute(select(QUEUE.c.id).where(condition).limit(1)).first() is not None
+
+    def has_pending_message_for_task(self, task_id: str) -> bool:
+        return self._any(QUEUE.c.task_id == task_id)
+
+    def has_pending_message_for_stage(self, stage_id: str) -> bool:
+        # No stage column: stage-level messages are few per workflow and this is a recovery probe.
+        return self._any(QUEUE.c.payload["stage_id"].as_string() == stage_id)
+
+    def has_pending_message_for_execution(self, execution_id: str) -> bool:
+        return self._any(QUEUE.c.execution_id == execution_id)
+
+    def live_delivery_keys(self, keys: list[str]) -> set[str]:
+        """Keys are message ids (the processed marks' key); the ones still queued."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                found.update(
+                    conn.execute(select(QUEUE.c.message_id).where(QUEUE.c.message_id.in_(chunk))).scalars()
+                )
+        return found
+
+    def purge_workflow(self, execution_id: str) -> int:
+        with self._write() as conn:
+            queued = rowcount(conn.execute(delete(QUEUE).where(QUEUE.c.execution_id == execution_id)))
+            dead_letters = delete(DEAD_LETTERS).where(DEAD_LETTERS.c.execution_id == execution_id)
+            dead = rowcount(conn.execute(dead_letters))
+        return queued + dead
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def move_to_dlq(self, message: Message | str | int, error: str | None = None) -> bool:
+        """Move a message to the dead letters now, in any lock state; False if it is not queued.
+
+        ``message`` is a delivered Message (its delivery's row), a message id, or a row id.
+        """
+        if isinstance(message, Message):
+            where = self._fence(message)
+        elif isinstance(message, str):
+            where = QUEUE.c.message_id == message
+        else:
+            where = QUEUE.c.id == message
+        with self._write() as conn:
+            moved = dlq.move(conn, where, error, self.clock())
+        token = delivery_of(message) if isinstance(message, Message) else None
+        if moved and token is not None:
+            token.released = True
+        return moved
+
+    def list_dlq(self, limit: int = 100, message_type: str | None = None) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return dlq.listing(conn, limit, message_type)
+
+    def replay_dlq(self, dlq_id: int | str) -> bool:
+        """Requeue a dead letter (by its ``id`` from ``list_dlq``, or its message id), due now."""
+        column = DEAD_LETTERS.c.message_id if isinstance(dlq_id, str) else DEAD_LETTERS.c.id
+        where = column == dlq_id
+        with self._write() as conn:
+            return dlq.replay(conn, where, self.clock())
+
+    def dlq_size(self) -> int:
+        with self._read() as conn:
+            return dlq.size(conn)
+
+    def clear_dlq(self) -> int:
+        with self._write() as conn:
+            return dlq.clear(conn)
+
+    def check_and_move_expired(self) -> int:
+        """Dead-letter every waiting message whose attempts are used up; returns how many.
+
+        In-flight messages are left to their holder, whose ack may still succeed.
+        """
+        with self._write() as conn:
+            claimer = self._claimer_of(conn)
+            now = self.clock()
+            spent = (QUEUE.c.deliver_at <= now) & (
+                (QUEUE.c.attempts >= QUEUE.c.max_attempts) | (QUEUE.c.attempts >= self.max_attempts)
+            )
+            rows = conn.execute(select(QUEUE).where(spent).order_by(QUEUE.c.id)).mappings().all()
+            return sum(self._bury_spent(conn, claimer, row, now) for row in rows)
+
+
+def _same_or_null(column: ColumnElement[Any], value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def _content(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a message says, without its delivery bookkeeping."""
+    return {k: v for k, v in payload.items() if k not in METADATA_FIELDS}
+
+
+class SqliteQueue(SqlQueue):
+    """``SqlQueue`` under its upstream name for SQLite URLs (``sqlite:///path``, a bare path)."""
+
+
+class PostgresQueue(SqlQueue):
+    """``SqlQueue`` under its upstream name for PostgreSQL URLs (``postgresql://``, ``postgres://``)."""

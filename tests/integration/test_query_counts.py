@@ -1,0 +1,92 @@
+"""A workflow and a page of workflows load in a small, constant number of statements.
+
+The counts are printed (run with ``-s`` to see them); the asserted bound is the exact number the
+store needs today, so a query per stage, per task or per workflow fails at once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stabilize.persistence.sql.store import SqlWorkflowStore
+from stabilize.persistence.store import WorkflowCriteria
+from tests.integration.builders import chain, count_statements
+
+#: Statements of one ``retrieve`` / one page: the workflow row(s), stages, edges, tasks, plus the
+#: explicit ``BEGIN`` SQLite sends itself (see the dialect profile).
+MAX_STATEMENTS = 5
+
+
+def statements(dialect: str) -> int:
+    return 5 if dialect.startswith("sqlite") else 4
+
+
+def test_retrieve_runs_a_constant_number_of_statements(store: SqlWorkflowStore, dialect: str) -> None:
+    small = chain(10, 3)
+    large = chain(100, 3)
+    store.store(small)
+    store.store(large)
+
+    with count_statements(store.engine) as small_sql:
+        loaded_small = store.retrieve(small.id)
+    with count_statements(store.engine) as large_sql:
+        loaded_large = store.retrieve(large.id)
+
+    print(
+        f"\n[{dialect}] retrieve: 10 stages x 3 tasks = {len(small_sql)} statements, "
+        f"100 stages x 3 tasks = {len(large_sql)} statements"
+    )
+    assert loaded_small == small
+    assert loaded_large == large
+    assert len(large_sql) == len(small_sql) == statements(dialect) <= MAX_STATEMENTS
+
+
+def test_a_page_runs_a_constant_number_of_statements(store: SqlWorkflowStore, dialect: str) -> None:
+    for i in range(50):
+        wf = chain(4, 3, application="paged")
+        wf.start_time = 1_000 + i
+        store.store(wf)
+    few = chain(4, 3, application="few")
+    store.store(few)
+
+    with count_statements(store.engine) as page_sql:
+        page = list(store.retrieve_by_application("paged", WorkflowCriteria(page_size=20)))
+    with count_statements(store.engine) as single_sql:
+        single = list(store.retrieve_by_application("few", WorkflowCriteria(page_size=20)))
+    with count_statements(store.engine) as all_sql:
+        everything = list(store.retrieve_by_application("paged", WorkflowCriteria(page_size=None)))
+
+    print(
+        f"\n[{dialect}] retrieve_by_application: page of 20 of 50 = {len(page_sql)} statements, "
+        f"page of 1 = {len(single_sql)}, all 50 = {len(all_sql)}"
+    )
+    assert len(page) == 20
+    assert len(single) == 1
+    assert len(everything) == 50
+    assert all(len(w.stages) == 4 and all(len(s.tasks) == 3 for s in w.stages) for w in page)
+    assert len(page_sql) == len(single_sql) == len(all_sql) == statements(dialect) <= MAX_STATEMENTS
+
+
+@pytest.mark.parametrize("n_stages", [1, 30])
+def test_retrieve_stage_and_lookups_do_not_grow_with_the_workflow(
+    store: SqlWorkflowStore, dialect: str, n_stages: int
+) -> None:
+    wf = chain(n_stages + 2, 3)
+    store.store(wf)
+    target = wf.stages[n_stages]
+
+    with count_statements(store.engine) as stage_sql:
+        store.retrieve_stage(target.id)
+    with count_statements(store.engine) as upstream_sql:
+        store.get_upstream_stages(wf.id, target.ref_id)
+    with count_statements(store.engine) as merged_sql:
+        store.get_merged_ancestor_outputs(wf.id, target.ref_id)
+
+    print(
+        f"\n[{dialect}] {n_stages + 2} stages: retrieve_stage = {len(stage_sql)}, "
+        f"get_upstream_stages = {len(upstream_sql)}, get_merged_ancestor_outputs = {len(merged_sql)}"
+    )
+    extra = 1 if dialect.startswith("sqlite") else 0
+    assert len(stage_sql) == 5 + extra  # stage, workflow, stages, edges, tasks
+    assert len(upstream_sql) == 3 + extra  # stages, edges, tasks
+    assert len(merged_sql) == 2 + extra  # ancestor outputs, ancestor edges

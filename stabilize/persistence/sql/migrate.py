@@ -52,8 +52,9 @@ def ensure_current(engine: Engine) -> None:
     known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if found is None or found in known:
         raise SchemaError(
-            f"the database schema is at revision {found or 'none (empty database)'}, this code needs {newest}: "
-            "run `stabilize db upgrade` (or `alembic upgrade head`), or open the store with create_tables=True"
+            f"the database schema is at revision {found or 'none (empty database)'}, this code needs "
+            f"{newest}: run `stabilize db upgrade` (or `alembic upgrade head`), or open the store with "
+            "create_tables=True"
         )
 
 

@@ -54,7 +54,11 @@ MESSAGE_ID_LENGTH = 64
 #: MariaDB/MySQL: utf8mb4 holds every plane of Unicode; a binary NO PAD collation makes ids and ref
 #: ids compare exactly (the default would call "a", "A" and "a " the same ref id). The migration
 #: picks utf8mb4_0900_bin on MySQL 8, which has no utf8mb4_nopad_bin.
-MYSQL_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_nopad_bin"}
+MYSQL_TABLE_OPTIONS = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_nopad_bin",
+}
 
 #: MySQL/MariaDB TEXT holds 64 KiB only; the other dialects' TEXT is unbounded.
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, ColumnElement, Engine, delete, func, insert, select, text, update
@@ -69,10 +69,9 @@ class SqlWorkflowStore(WorkflowStore):
         if create_tables:
             upgrade(self.engine)
         else:
-            try:
+            # Unreachable for now: is_healthy() reports it and the first call fails clearly.
+            with suppress(OperationalError):
                 ensure_current(self.engine)
-            except OperationalError:
-                pass  # unreachable for now: is_healthy() reports it and the first call fails clearly
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
@@ -99,17 +98,9 @@ class SqlWorkflowStore(WorkflowStore):
     # -- workflows --------------------------------------------------------------------------
 
     def store(self, execution: Workflow) -> None:
-        workflow = mapping.workflow_values(execution)
-        stages, edges, tasks = _graph_values(execution)
         try:
             with self._write() as (session, _):
-                session.execute(insert(WorkflowRow), [workflow])
-                if stages:
-                    session.execute(insert(StageRow), stages)
-                if edges:
-                    session.execute(insert(StageEdgeRow), edges)
-                if tasks:
-                    session.execute(insert(TaskRow), tasks)
+                _insert_workflow(session, execution)
         except IntegrityError as exc:
             if self.exists(execution.id):
                 raise DuplicateError(f"workflow.id: {execution.id!r} is already stored") from None
@@ -467,6 +458,15 @@ class SqlStoreTransaction(StoreTransaction):
             return None
         return queue
 
+    @property
+    def session(self) -> Session:
+        """The transaction's Session, for effects that must commit (or not) with the step."""
+        return self._session
+
+    def store_workflow(self, workflow: Workflow) -> None:
+        """Insert a new workflow in this transaction, e.g. with the message that starts it."""
+        _insert_workflow(self._session, workflow)
+
     def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None:
         self._store._store_stage(self._session, self._undo, stage, expected_phase)
 
@@ -510,6 +510,16 @@ def _load_stages(session: Session, condition: ColumnElement[bool]) -> list[tuple
     for task_row in session.scalars(queries.tasks_of_stages(condition)):
         by_id[task_row.stage_id].add_task(mapping.task_from_row(task_row))
     return loaded
+
+
+def _insert_workflow(session: Session, execution: Workflow) -> None:
+    """The workflow, its stages, edges and tasks: one bulk INSERT per table, all validated first."""
+    workflow = mapping.workflow_values(execution)
+    stages, edges, tasks = _graph_values(execution)
+    session.execute(insert(WorkflowRow), [workflow])
+    for row, values in ((StageRow, stages), (StageEdgeRow, edges), (TaskRow, tasks)):
+        if values:
+            session.execute(insert(row), values)
 
 
 def _graph_values(

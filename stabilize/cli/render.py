@@ -36,7 +36,7 @@ COLOURS: dict[WorkflowStatus, str] = {
 def when(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S")
 
 
 def duration(start: int | None, end: int | None) -> str:
@@ -99,7 +99,7 @@ def stages_table(workflow: Workflow) -> Table:
         owner = f" ({s.synthetic_stage_owner.name.split('_')[1].lower()})" if s.synthetic_stage_owner else ""
         table.add_row(
             "  " * depth + s.name + owner,
-            s.ref_id,
+            "" if s.is_synthetic() else s.ref_id,
             styled(s.status),
             when(s.start_time),
             duration(s.start_time, s.end_time),
@@ -120,6 +120,40 @@ def stages_tree(workflow: Workflow) -> Tree:
         for task in s.tasks:
             branch.add(f"[dim]{task.name}[/] {styled(task.status)}")
     return tree
+
+
+def dag_layers(workflow: Workflow) -> Table:
+    """The DAG as a picture: one column per depth (longest path from a start stage), each stage a
+    coloured line, its synthetic stages beneath it. Reads left to right like the run itself."""
+    top = workflow.top_level_stages()
+    by_ref = {s.ref_id: s for s in top}
+    depth: dict[str, int] = {}
+
+    def depth_of(stage: StageExecution, seen: frozenset[str] = frozenset()) -> int:
+        if stage.ref_id not in depth:
+            parents = [by_ref[r] for r in stage.requisite_stage_ref_ids if r in by_ref and r not in seen]
+            depth[stage.ref_id] = 1 + max((depth_of(p, seen | {stage.ref_id}) for p in parents), default=-1)
+        return depth[stage.ref_id]
+
+    layers: dict[int, list[StageExecution]] = {}
+    for stage in top:
+        layers.setdefault(depth_of(stage), []).append(stage)
+    children = {s.parent_stage_id: s for s in workflow.stages if s.parent_stage_id}
+    table = Table(
+        title=f"{workflow.name}  {styled(workflow.status)}", show_lines=False, box=None, padding=(0, 2)
+    )
+    cells = []
+    for level in sorted(layers):
+        table.add_column(f"step {level + 1}", justify="left")
+        lines = []
+        for stage in layers[level]:
+            lines.append(f"[{COLOURS[stage.status]}]■[/] {stage.name}")
+            child = children.get(stage.id)
+            if child is not None:
+                lines.append(f"  [{COLOURS[child.status]}]↳[/] [dim]{child.name}[/]")
+        cells.append("\n".join(lines))
+    table.add_row(*[f"{cell}" for cell in cells])
+    return table
 
 
 def workflow_json(workflow: Workflow) -> str:
@@ -183,8 +217,8 @@ def _edges(workflow: Workflow) -> list[tuple[StageExecution, StageExecution, str
 
 def mermaid(workflow: Workflow) -> str:
     lines = ["flowchart LR"]
-    for status, colour in COLOURS.items():
-        lines.append(f"  classDef {status.name} fill:{colour},color:#fff,stroke:#333")
+    for status in sorted({s.status for s in workflow.stages}, key=lambda s: s.name):
+        lines.append(f"  classDef {status.name} fill:{COLOURS[status]},color:#fff,stroke:#333")
     for s in workflow.stages:
         lines.append(f'  {_node(s)}["{_label(s)}"]:::{s.status.name}')
     for a, b, kind in _edges(workflow):

@@ -44,7 +44,9 @@ def marks(store: SqlWorkflowStore) -> int:
 
 
 @pytest.mark.parametrize("pass_queue", [True, False], ids=["with_queue", "store_owns_queue"])
-def test_stage_status_message_and_mark_commit_together(store: SqlWorkflowStore, url: str, pass_queue: bool) -> None:
+def test_stage_status_message_and_mark_commit_together(
+    store: SqlWorkflowStore, url: str, pass_queue: bool
+) -> None:
     workflow, stage = stored_stage(store)
     queue = SqlQueue(url)
     with store.transaction(queue if pass_queue else None) as txn:

@@ -42,7 +42,11 @@ def _loop_until_killed(url: str, stage_id: str, committed: Any) -> None:
 
 def queued_for(store: SqlWorkflowStore, workflow_id: str) -> int:
     with store.engine.connect() as connection:
-        query = select(func.count()).select_from(QueueMessageRow).where(QueueMessageRow.execution_id == workflow_id)
+        query = (
+            select(func.count())
+            .select_from(QueueMessageRow)
+            .where(QueueMessageRow.execution_id == workflow_id)
+        )
         return connection.execute(query).scalar_one()
 
 

@@ -65,7 +65,9 @@ def queue(url: str, clock: FakeClock) -> SqlQueue:
 
 def other_poller(queue: SqlQueue) -> SqlQueue:
     """A second consumer on the same database and clock (another worker, as far as rows go)."""
-    return SqlQueue(queue.engine, lock_duration=queue.lock_duration, max_attempts=queue.max_attempts, clock=queue.clock)
+    return SqlQueue(
+        queue.engine, lock_duration=queue.lock_duration, max_attempts=queue.max_attempts, clock=queue.clock
+    )
 
 
 # -- sample messages ------------------------------------------------------------------------------
@@ -76,7 +78,10 @@ def _sample(name: str, hint: Any, index: int) -> Any:
     if get_origin(hint) in (Union, types.UnionType):
         (hint,) = (a for a in get_args(hint) if a is not type(None))
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return {WorkflowStatus: WorkflowStatus.TERMINAL, SyntheticStageOwner: SyntheticStageOwner.STAGE_BEFORE}[hint]
+        return {
+            WorkflowStatus: WorkflowStatus.TERMINAL,
+            SyntheticStageOwner: SyntheticStageOwner.STAGE_BEFORE,
+        }[hint]
     base = get_origin(hint) or hint
     if base is bool:
         return True
@@ -202,7 +207,9 @@ def test_extend_lock_keeps_it_invisible_past_its_first_lock(queue: SqlQueue, clo
     assert again is not None and again.attempts == 2
 
 
-def test_a_lapsed_lock_makes_it_visible_again_with_one_more_attempt(queue: SqlQueue, clock: FakeClock) -> None:
+def test_a_lapsed_lock_makes_it_visible_again_with_one_more_attempt(
+    queue: SqlQueue, clock: FakeClock
+) -> None:
     message = RunTask(task_id="t1")
     queue.push(message)
     first = queue.poll_one()
@@ -214,7 +221,9 @@ def test_a_lapsed_lock_makes_it_visible_again_with_one_more_attempt(queue: SqlQu
     assert second.message_id == first.message_id == message.message_id
 
 
-def test_a_stale_holder_cannot_ack_extend_or_reschedule_the_new_delivery(queue: SqlQueue, clock: FakeClock) -> None:
+def test_a_stale_holder_cannot_ack_extend_or_reschedule_the_new_delivery(
+    queue: SqlQueue, clock: FakeClock
+) -> None:
     queue.push(StartWorkflow())
     stale = queue.poll_one()
     assert stale is not None
@@ -380,7 +389,9 @@ def test_an_undecodable_row_is_dead_lettered_not_delivered(queue: SqlQueue) -> N
     queue.push(StartWorkflow(execution_id="good"))
     with queue.engine.begin() as connection:
         connection.execute(
-            update(QueueMessageRow).where(QueueMessageRow.execution_id == "bad").values(message_type="NoSuchType")
+            update(QueueMessageRow)
+            .where(QueueMessageRow.execution_id == "bad")
+            .values(message_type="NoSuchType")
         )
     message = queue.poll_one()
     assert message is not None and message.execution_id == "good"  # type: ignore[attr-defined]
@@ -404,7 +415,9 @@ def test_push_never_merges_equal_messages(queue: SqlQueue) -> None:
     assert all(row.payload["message_id"] == row.message_id for row in ids)
 
 
-def test_repushing_a_delivered_or_processed_message_gets_a_new_id(queue: SqlQueue, store: SqlWorkflowStore) -> None:
+def test_repushing_a_delivered_or_processed_message_gets_a_new_id(
+    queue: SqlQueue, store: SqlWorkflowStore
+) -> None:
     queue.push(StartWorkflow(execution_id="e"))
     delivered = queue.poll_one()
     assert delivered is not None
@@ -503,7 +516,9 @@ def test_a_lost_race_moves_on_to_the_next_candidate(queue: SqlQueue) -> None:
         rows = list(original(self, connection, now))
         # Another poller claims the first candidate between our read and our update.
         connection.execute(
-            update(QueueMessageRow).where(QueueMessageRow.id == rows[0]["id"]).values(attempts=1, deliver_at=now + 1)
+            update(QueueMessageRow)
+            .where(QueueMessageRow.id == rows[0]["id"])
+            .values(attempts=1, deliver_at=now + 1)
         )
         return iter(rows)
 

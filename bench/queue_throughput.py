@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue as queue_module
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -37,12 +37,12 @@ from sqlalchemy import create_engine, delete, func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stabilize.models import StageExecution, Workflow  # noqa: E402
-from stabilize.persistence.sql.engine import dispose_engines, get_engine, mask, normalize_url  # noqa: E402
-from stabilize.persistence.sql.migrate import upgrade  # noqa: E402
-from stabilize.persistence.sql.rows import DeadLetterRow, QueueMessageRow  # noqa: E402
-from stabilize.persistence.sql.store import SqlWorkflowStore  # noqa: E402
-from stabilize.queue import SqlQueue, StartStage, StartWorkflow  # noqa: E402
+from stabilize.models import StageExecution, Workflow
+from stabilize.persistence.sql.engine import dispose_engines, get_engine, mask, normalize_url
+from stabilize.persistence.sql.migrate import upgrade
+from stabilize.persistence.sql.rows import DeadLetterRow, QueueMessageRow
+from stabilize.persistence.sql.store import SqlWorkflowStore
+from stabilize.queue import SqlQueue, StartStage, StartWorkflow
 
 POSTGRES_ADMIN = os.environ.get("STABILIZE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("STABILIZE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -122,6 +122,20 @@ def push(url: str, count: int) -> tuple[set[str], float]:
     return {m.message_id for m in messages}, time.perf_counter() - began
 
 
+def collect(results: Any, children: list[Any]) -> list[str]:
+    """One consumer's deliveries; fails at once if a consumer died instead of reporting."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            seen: list[str] = results.get(timeout=1)
+            return seen
+        except queue_module.Empty:
+            dead = [c.exitcode for c in children if c.exitcode not in (None, 0)]
+            if dead:
+                raise SystemExit(f"a consumer died with exit code {dead[0]}") from None
+    raise SystemExit("the consumers did not finish in time")
+
+
 def drain(url: str, expected: set[str], consumers: int) -> Drain:
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(consumers + 1)
@@ -129,9 +143,9 @@ def drain(url: str, expected: set[str], consumers: int) -> Drain:
     children = [context.Process(target=_consume, args=(url, start, results)) for _ in range(consumers)]
     for child in children:
         child.start()
-    start.wait(DEADLINE)  # every consumer is connected-ready: time only the draining
+    start.wait(DEADLINE)  # every consumer has started: time only the draining
     began = time.perf_counter()
-    delivered = [results.get(timeout=DEADLINE) for _ in children]
+    delivered = [collect(results, children) for _ in children]
     seconds = time.perf_counter() - began
     for child in children:
         child.join(30)
@@ -178,10 +192,9 @@ def kill_rounds(url: str, rounds: int) -> tuple[int, int]:
         child.kill()
         child.join(30)
         version = store.retrieve_stage(stage.id).version
+        mine = select(func.count()).where(QueueMessageRow.execution_id == workflow.id)
         with store.engine.connect() as connection:
-            queued = connection.execute(
-                select(func.count()).select_from(QueueMessageRow).where(QueueMessageRow.execution_id == workflow.id)
-            ).scalar_one()
+            queued = connection.execute(mine).scalar_one()
         survived += version == queued
     return survived, version
 
@@ -210,8 +223,11 @@ def run(url: str, messages: int, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", action="append", help="database URL (repeatable); default: local scratch ones")
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", action="append", help="database URL (repeatable); default: scratch ones")
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--kill-rounds", type=int, default=20)
     args = parser.parse_args()

@@ -16,7 +16,8 @@ from stabilize.persistence.sql.engine import normalize_url
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue.sql import SqlQueue
 from stabilize.runner import Worker, submit
-from stabilize.runner.demo import demo_workflow, start_workers
+from stabilize.runner.demo import demo_workflow
+from stabilize.runner.processes import start_workers
 
 #: The longest a demo may take before it is called stuck.
 TIMEOUT_SECONDS = 120

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, delete, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, Select, and_, delete, select, update
 
 from stabilize.persistence.sql.engine import engine_profile
 from stabilize.queue.records import QUEUE, rowcount
@@ -36,16 +36,6 @@ def due(now: int) -> Select[Any]:
     return select(QUEUE).where(QUEUE.c.deliver_at <= now).order_by(QUEUE.c.deliver_at, QUEUE.c.id)
 
 
-def _unchanged(row: RowMapping, now: int) -> Any:
-    """The row is still as this poller read it: same claim count and still due.
-
-    Every claim bumps ``attempts`` and pushes ``deliver_at`` past ``now``, so another poller's
-    claim in between makes this condition false (compare-and-set). Under a row lock it is
-    always true and costs nothing.
-    """
-    return (QUEUE.c.id == row["id"]) & (QUEUE.c.attempts == row["attempts"]) & (QUEUE.c.deliver_at <= now)
-
-
 class Claimer(ABC):
     """Finds due rows and takes or removes them inside the caller's transaction."""
 
@@ -53,22 +43,36 @@ class Claimer(ABC):
     def candidates(self, connection: Connection, now: int) -> Iterator[RowMapping]:
         """Due rows to try, earliest first. The caller bounds how many it tries."""
 
+    def _unchanged(self, row: RowMapping, now: int) -> ColumnElement[bool]:
+        """The row is still as this poller read it: same claim count, and still due.
+
+        Every claim bumps ``attempts`` and pushes ``deliver_at`` past ``now``, and a reschedule or
+        ``ensure`` moves ``deliver_at``; any of them in between makes this false (compare-and-set).
+        """
+        return and_(QUEUE.c.id == row["id"], QUEUE.c.attempts == row["attempts"], QUEUE.c.deliver_at <= now)
+
     def take(self, connection: Connection, row: RowMapping, now: int, lock_until: int) -> bool:
         """Claim ``row`` until ``lock_until``, counting one attempt; False if another poller won."""
         result = connection.execute(
             update(QUEUE)
-            .where(_unchanged(row, now))
+            .where(self._unchanged(row, now))
             .values(attempts=QUEUE.c.attempts + 1, locked_until=lock_until, deliver_at=lock_until)
         )
         return rowcount(result) == 1
 
     def remove(self, connection: Connection, row: RowMapping, now: int) -> bool:
         """Delete ``row`` (on its way to the dead letters); False if another poller claimed it."""
-        return rowcount(connection.execute(delete(QUEUE).where(_unchanged(row, now)))) == 1
+        return rowcount(connection.execute(delete(QUEUE).where(self._unchanged(row, now)))) == 1
 
 
 class SkipLockedClaimer(Claimer):
     """Row locks: the first due row nobody holds, locked until this transaction ends."""
+
+    def _unchanged(self, row: RowMapping, now: int) -> ColumnElement[bool]:
+        # Our row lock already guarantees it, and the primary key alone keeps the statement on
+        # the primary key: given ``deliver_at <= now`` too, MariaDB range-scans the claim index
+        # instead and locks other pollers' rows on the way, which deadlocks them.
+        return and_(QUEUE.c.id == row["id"])
 
     def candidates(self, connection: Connection, now: int) -> Iterator[RowMapping]:
         # One row at a time: each one yielded is taken or removed before the next query, so

@@ -468,9 +468,6 @@ def _content(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in METADATA_FIELDS}
 
 
-class SqliteQueue(SqlQueue):
-    """``SqlQueue`` under its upstream name for SQLite URLs (``sqlite:///path``, a bare path)."""
-
-
-class PostgresQueue(SqlQueue):
-    """``SqlQueue`` under its upstream name for PostgreSQL URLs (``postgresql://``, ``postgres://``)."""
+#: Upstream's names, kept so engine code ports unchanged: the same class for every dialect.
+SqliteQueue = SqlQueue
+PostgresQueue = SqlQueue

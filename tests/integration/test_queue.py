@@ -26,6 +26,7 @@ from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue import (
     MESSAGE_TYPES,
     CompleteStage,
+    JumpToStage,
     Message,
     PostgresQueue,
     RunTask,
@@ -114,9 +115,9 @@ def test_every_message_type_round_trips(queue: SqlQueue) -> None:
     for message in sent:
         queue.push(message)
     received = []
-    while (message := queue.poll_one()) is not None:
-        received.append(message)
-        queue.ack(message)
+    while (delivered := queue.poll_one()) is not None:
+        received.append(delivered)
+        queue.ack(delivered)
     assert len(received) == len(sent) == len(MESSAGE_TYPES)
     # Delivery bookkeeping: attempts count this claim and max_attempts shows the queue's limit
     # (3 here); every other field is exactly what was pushed.
@@ -169,7 +170,7 @@ def test_bad_delays_and_settings_are_refused(url: str) -> None:
     with pytest.raises(ValidationError, match=r"message\(StartTask\)\.task_id"):
         queue.push(StartTask(task_id="x" * 27))
     with pytest.raises(ValidationError, match=r"jump_context"):
-        queue.push(dataclasses.replace(sample(MESSAGE_TYPES["JumpToStage"]), jump_context={"bad": object()}))
+        queue.push(JumpToStage(jump_context={"bad": object()}))
     assert queue.size() == 0
 
 
@@ -333,8 +334,12 @@ def test_a_callback_failing_on_its_last_attempt_goes_to_the_dead_letters_at_once
     queue: SqlQueue, clock: FakeClock
 ) -> None:
     queue.push(StartWorkflow(max_attempts=1))  # the message asks for fewer tries than the queue
+
+    def handler(message: Message) -> None:
+        raise KeyError("missing")
+
     with pytest.raises(KeyError):
-        queue.poll(lambda m: {}["missing"])
+        queue.poll(handler)
     assert queue.size() == 0
     [entry] = queue.list_dlq()
     assert entry["last_error"] == "KeyError: 'missing'"
@@ -374,7 +379,6 @@ def test_move_to_dlq_by_message_by_id_and_by_row(queue: SqlQueue) -> None:
     assert queue.move_to_dlq(int(rows[1].id))
     assert not queue.move_to_dlq("no-such-message")
     assert queue.size() == 0
-    assert [e["last_error"] for e in queue.list_dlq()][:1] in (["by message id"], [None])
     assert sorted(str(e["last_error"]) for e in queue.list_dlq()) == ["None", "by message id", "poison"]
     assert len(queue.list_dlq(limit=2)) == 2
     assert len(queue.list_dlq(message_type="StartWorkflow")) == 3
@@ -487,13 +491,13 @@ def test_push_inside_a_callers_connection_commits_with_it(queue: SqlQueue) -> No
         queue.push(StartWorkflow(), connection="not a connection")
 
 
-def test_entry_points_share_the_store_engine(url: str, dialect: str) -> None:
+def test_entry_points_share_the_store_engine(url: str) -> None:
     store = SqlWorkflowStore(url)
     queue = create_queue(url, lock_duration=timedelta(seconds=5), max_attempts=4)
     assert isinstance(queue, SqlQueue)
     assert queue.engine is store.engine is get_engine(url)
     assert queue.lock_duration == timedelta(seconds=5) and queue.max_attempts == 4
-    assert isinstance(SqliteQueue(url), SqlQueue) and isinstance(PostgresQueue(url), SqlQueue)
+    assert SqliteQueue is PostgresQueue is SqlQueue
     shown = repr(SqlQueue("postgresql://user:secret@127.0.0.1:1/db"))  # no connection is made
     assert "secret" not in shown and "***" in shown
 

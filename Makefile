@@ -14,15 +14,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## The main job: a workflow stored, advanced and read back on the embedded SQLite file.
+## The main job: a workflow run by 3 worker processes on the embedded SQLite file, then drawn.
 demo: venv
-	$(PY) examples/demo.py --url '$(DB)'
+	$(VENV)/bin/stabilize --url '$(DB)' demo --workers 3
 
 ## The whole test suite on every dialect (SQLite file + memory, PostgreSQL, MariaDB), plus the checkers.
 test: lint pytest
 
 lint: venv
-	$(VENV)/bin/ruff check stabilize tests migrations examples bench
+	$(VENV)/bin/ruff check stabilize tests migrations bench
 	$(VENV)/bin/mypy --strict stabilize
 
 pytest: venv

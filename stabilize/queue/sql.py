@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
 from typing import Any
@@ -43,6 +44,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     RowMapping,
+    case,
     delete,
     exists,
     func,
@@ -123,6 +125,17 @@ def _lock_ms(lock_duration: timedelta | float | None) -> int:
     if lock <= 0:
         raise ValidationError("lock_duration", "must be longer than 0")
     return lock
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What an operator asks of a queue first."""
+
+    depth: int
+    due_now: int
+    locked: int
+    oldest_age_ms: int | None
+    dead_letters: int
 
 
 class SqlQueue(Queue):
@@ -368,6 +381,33 @@ class SqlQueue(Queue):
         """Queued messages, in flight included (dead letters are counted by ``dlq_size``)."""
         with self._read() as conn:
             return conn.execute(select(func.count()).select_from(QUEUE)).scalar_one()
+
+    def stats(self) -> QueueStats:
+        """Depth, due now, locked, oldest age and dead letters, in two queries."""
+        now = self.clock()
+        due = func.sum(case((QUEUE.c.deliver_at <= now, 1), else_=0))
+        locked = func.sum(case((QUEUE.c.locked_until > now, 1), else_=0))
+        with self._read() as conn:
+            depth, due_now, in_flight, oldest = conn.execute(
+                select(func.count(), due, locked, func.min(QUEUE.c.created_at))
+            ).one()
+            dead = dlq.size(conn)
+        return QueueStats(
+            depth=depth,
+            due_now=int(due_now or 0),
+            locked=int(in_flight or 0),
+            oldest_age_ms=None if oldest is None else max(0, now - oldest),
+            dead_letters=dead,
+        )
+
+    def peek(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The next ``limit`` rows in delivery order, without claiming them."""
+        columns = [QUEUE.c[name] for name in ("id", "message_id", "message_type", "deliver_at", "attempts")]
+        with self._read() as conn:
+            rows = conn.execute(
+                select(*columns, QUEUE.c.locked_until).order_by(QUEUE.c.deliver_at, QUEUE.c.id).limit(limit)
+            )
+            return [dict(row) for row in rows.mappings()]
 
     def clear(self) -> None:
         with self._write() as conn:

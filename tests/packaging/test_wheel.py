@@ -36,11 +36,11 @@ def test_wheel_installs_and_migrates_outside_the_source_tree(tmp_path: Path) -> 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
-    result = subprocess.run(
-        [str(python), "-c", SCRIPT], cwd=work, check=True, capture_output=True, text=True
-    )
+    result = subprocess.run([str(python), "-c", SCRIPT], cwd=work, check=True, capture_output=True, text=True)
     assert result.stdout.strip() == "a"
     assert (work / "x.db").exists()

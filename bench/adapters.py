@@ -16,14 +16,41 @@ from workloads import LOCK_SECONDS, Side
 
 def open_side(side: str, dialect: str, url: str) -> Side:
     if side == "ours":
-        return _ours(dialect, url)
-    if side == "upstream":
-        return _upstream(dialect, url)
-    if side == "raw":
+        opened = _ours(dialect, url)
+    elif side == "upstream":
+        opened = _upstream(dialect, url)
+    elif side == "raw":
         from raw import open_raw
 
-        return Side("raw", open_raw(dialect, url), concurrency_error=_ours_concurrency_error())
-    raise ValueError(f"unknown side {side!r}")
+        opened = Side("raw", open_raw(dialect, url), concurrency_error=_ours_concurrency_error())
+    else:
+        raise ValueError(f"unknown side {side!r}")
+    opened.analyze = lambda: analyze(dialect, url)
+    return opened
+
+
+def analyze(dialect: str, url: str) -> None:
+    """ANALYZE the database with a driver both interpreters have, the same for every side."""
+    if dialect == "sqlite":
+        import sqlite3
+
+        connection = sqlite3.connect(url.split("///", 1)[1])
+        connection.execute("ANALYZE")
+        connection.close()
+    elif dialect == "postgresql":
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("ANALYZE")
+    else:  # MySQL / MariaDB: ours only, so SQLAlchemy is there
+        from sqlalchemy import inspect, text
+
+        from stabilize.persistence.sql.engine import get_engine
+
+        engine = get_engine(url)
+        with engine.connect() as connection:
+            tables = ", ".join(inspect(connection).get_table_names())
+            connection.execute(text(f"ANALYZE TABLE {tables}"))  # table names from the catalog
 
 
 def open_queue(side: str, dialect: str, url: str) -> Any:
@@ -51,12 +78,21 @@ def _ours(dialect: str, url: str) -> Side:
     from stabilize.persistence.sql.store import SqlWorkflowStore
 
     store = SqlWorkflowStore(url, create_tables=True)
+
+    def load(workflows: list[Any]) -> None:
+        """Data sets in transactions of 200 workflows (setup, untimed; store() is timed apart)."""
+        for start in range(0, len(workflows), 200):
+            with store.transaction() as txn:
+                for workflow in workflows[start : start + 200]:
+                    txn.store_workflow(workflow)
+
     return Side(
         "ours",
         store,
         new_queue=lambda: open_queue("ours", dialect, url),
         queue_spec=("ours", dialect, url),
         concurrency_error=_ours_concurrency_error(),
+        load=load,
     )
 
 

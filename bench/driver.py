@@ -36,7 +36,13 @@ def memory(url: str, stages: int) -> dict[str, object]:
     retrieved = time.perf_counter() - began
     workloads.check(workloads.canonical(loaded) == expected, "the large workflow did not round-trip")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"stages": stages, "baseline_mb": baseline, "peak_mb": peak, "store_s": stored, "retrieve_s": retrieved}
+    return {
+        "stages": stages,
+        "baseline_mb": baseline,
+        "peak_mb": peak,
+        "store_s": stored,
+        "retrieve_s": retrieved,
+    }
 
 
 def main() -> None:

@@ -1,3 +1,4 @@
+# ruff: noqa: S608  (SQL text built from this module's constant column lists, never from input)
 """The ceiling: the raw driver (sqlite3 / psycopg) doing the minimum SQL for the same operation.
 
 Same schema as ours (created by our migrations), same domain objects out, same transaction
@@ -38,8 +39,18 @@ TK_COLS = (
 TASK_UPSERT_SET = ", ".join(
     f"{c} = excluded.{c}"
     for c in (
-        "position", "name", "implementing_class", "status", "start_time", "end_time", "stage_start",
-        "stage_end", "loop_start", "loop_end", "task_exception_details", "version",
+        "position",
+        "name",
+        "implementing_class",
+        "status",
+        "start_time",
+        "end_time",
+        "stage_start",
+        "stage_end",
+        "loop_start",
+        "loop_end",
+        "task_exception_details",
+        "version",
     )
 )
 
@@ -75,21 +86,49 @@ class RawStore:
             cur.execute(
                 self._sql(f"INSERT INTO workflows ({WF_COLS}) VALUES ({_marks(21)})"),
                 (
-                    w.id, w.type.name, w.application, w.name, w.status.name, j(w.context),
-                    j(w.trigger.to_dict()), w.start_time, w.end_time, w.start_time_expiry,
-                    w.is_canceled, w.canceled_by, w.cancellation_reason, None, w.pipeline_config_id,
-                    w.is_limit_concurrent, w.max_concurrent_executions, w.keep_waiting_pipelines,
-                    w.origin, w.config_version, now_ms(),
+                    w.id,
+                    w.type.name,
+                    w.application,
+                    w.name,
+                    w.status.name,
+                    j(w.context),
+                    j(w.trigger.to_dict()),
+                    w.start_time,
+                    w.end_time,
+                    w.start_time_expiry,
+                    w.is_canceled,
+                    w.canceled_by,
+                    w.cancellation_reason,
+                    None,
+                    w.pipeline_config_id,
+                    w.is_limit_concurrent,
+                    w.max_concurrent_executions,
+                    w.keep_waiting_pipelines,
+                    w.origin,
+                    w.config_version,
+                    now_ms(),
                 ),
             )
             stages, edges, tasks = [], [], []
             for position, s in enumerate(w.stages):
                 stages.append(
                     (
-                        s.id, w.id, position, s.ref_id, s.type, s.name, s.status.name, j(s.context),
-                        j(s.outputs), s.parent_stage_id,
+                        s.id,
+                        w.id,
+                        position,
+                        s.ref_id,
+                        s.type,
+                        s.name,
+                        s.status.name,
+                        j(s.context),
+                        j(s.outputs),
+                        s.parent_stage_id,
                         s.synthetic_stage_owner.name if s.synthetic_stage_owner else None,
-                        s.start_time, s.end_time, s.start_time_expiry, s.scheduled_time, s.version,
+                        s.start_time,
+                        s.end_time,
+                        s.start_time_expiry,
+                        s.scheduled_time,
+                        s.version,
                     )
                 )
                 edges.extend((w.id, s.ref_id, r) for r in s.requisite_stage_ref_ids)
@@ -97,7 +136,9 @@ class RawStore:
             cur.executemany(self._sql(f"INSERT INTO stages ({ST_COLS}) VALUES ({_marks(16)})"), stages)
             if edges:
                 cur.executemany(
-                    self._sql("INSERT INTO stage_edges (workflow_id, ref_id, requisite_ref_id) VALUES (?, ?, ?)"),
+                    self._sql(
+                        "INSERT INTO stage_edges (workflow_id, ref_id, requisite_ref_id) VALUES (?, ?, ?)"
+                    ),
                     edges,
                 )
             if tasks:
@@ -109,9 +150,20 @@ class RawStore:
 
     def _task_row(self, t: TaskExecution, stage_id: str, position: int, version: int) -> tuple[Any, ...]:
         return (
-            t.id, stage_id, position, t.name, t.implementing_class, t.status.name, t.start_time,
-            t.end_time, t.stage_start, t.stage_end, t.loop_start, t.loop_end,
-            self._json_in(t.task_exception_details), version,
+            t.id,
+            stage_id,
+            position,
+            t.name,
+            t.implementing_class,
+            t.status.name,
+            t.start_time,
+            t.end_time,
+            t.stage_start,
+            t.stage_end,
+            t.loop_start,
+            t.loop_end,
+            self._json_in(t.task_exception_details),
+            version,
         )
 
     def store_stage(self, s: StageExecution, expected_phase: str | None = None) -> None:
@@ -121,8 +173,15 @@ class RawStore:
             " start_time_expiry = ?, scheduled_time = ?, version = version + 1 WHERE id = ? AND version = ?"
         )
         params: tuple[Any, ...] = (
-            s.status.name, j(s.context), j(s.outputs), s.start_time, s.end_time, s.start_time_expiry,
-            s.scheduled_time, s.id, s.version,
+            s.status.name,
+            j(s.context),
+            j(s.outputs),
+            s.start_time,
+            s.end_time,
+            s.start_time_expiry,
+            s.scheduled_time,
+            s.id,
+            s.version,
         )
         if expected_phase is not None:
             sql += " AND status = ?"
@@ -165,16 +224,28 @@ class RawStore:
     def retrieve_by_application(
         self, application: str, criteria: WorkflowCriteria | None = None
     ) -> Iterator[Workflow]:
+        """Newest first; with a page size, the not-started and the started workflows are each
+        read in index order up to the page size (no sort of the whole application)."""
         criteria = criteria or WorkflowCriteria()
-        sql = f"SELECT {WF_COLS} FROM workflows WHERE application = ?"
+        where = "application = ?"
         params: tuple[Any, ...] = (application,)
         if criteria.statuses:
             names = sorted(s.name for s in criteria.statuses)
-            sql += f" AND status IN ({_marks(len(names))})"
+            where += f" AND status IN ({_marks(len(names))})"
             params += tuple(names)
-        sql += " ORDER BY start_time IS NULL DESC, start_time DESC, id DESC"
         if criteria.page_size:
-            sql += f" LIMIT {int(criteria.page_size)}"
+            size = int(criteria.page_size)
+            sql = (
+                f"SELECT {WF_COLS} FROM (SELECT 0 AS k, * FROM (SELECT {WF_COLS} FROM workflows"
+                f" WHERE {where} AND start_time IS NULL ORDER BY id DESC LIMIT {size}) AS a"
+                f" UNION ALL SELECT 1 AS k, * FROM (SELECT {WF_COLS} FROM workflows WHERE {where}"
+                f" AND start_time IS NOT NULL ORDER BY start_time DESC, id DESC LIMIT {size}) AS b) AS u"
+                f" ORDER BY k, start_time DESC, id DESC LIMIT {size}"
+            )
+            params += params
+        else:
+            sql = f"SELECT {WF_COLS} FROM workflows WHERE {where}"
+            sql += " ORDER BY start_time IS NULL DESC, start_time DESC, id DESC"
         cur = self._begin_read()
         try:
             cur.execute(self._sql(sql), params)
@@ -189,39 +260,66 @@ class RawStore:
     def _attach(self, cur: Any, workflows: list[Workflow], where: str, params: tuple[Any, ...]) -> None:
         """Stages, edges and tasks of ``workflows`` in three queries."""
         by_id = {w.id: w for w in workflows}
-        cur.execute(self._sql(f"SELECT workflow_id, ref_id, requisite_ref_id FROM stage_edges WHERE workflow_id {where}"), params)
+        cur.execute(
+            self._sql(
+                f"SELECT workflow_id, ref_id, requisite_ref_id FROM stage_edges WHERE workflow_id {where}"
+            ),
+            params,
+        )
         requisites: dict[tuple[str, str], set[str]] = defaultdict(set)
         for wid, ref, req in cur.fetchall():
             requisites[(wid, ref)].add(req)
         cur.execute(
-            self._sql(f"SELECT {ST_COLS} FROM stages WHERE workflow_id {where} ORDER BY workflow_id, position"),
+            self._sql(
+                f"SELECT {ST_COLS} FROM stages WHERE workflow_id {where} ORDER BY workflow_id, position"
+            ),
             params,
         )
         stages: dict[str, StageExecution] = {}
         j = self._json_out
         for r in cur.fetchall():
             stage = StageExecution(
-                id=r[0], ref_id=r[3], type=r[4], name=r[5], status=WorkflowStatus[r[6]], context=j(r[7]),
-                outputs=j(r[8]), requisite_stage_ref_ids=requisites.get((r[1], r[3]), set()),
+                id=r[0],
+                ref_id=r[3],
+                type=r[4],
+                name=r[5],
+                status=WorkflowStatus[r[6]],
+                context=j(r[7]),
+                outputs=j(r[8]),
+                requisite_stage_ref_ids=requisites.get((r[1], r[3]), set()),
                 parent_stage_id=r[9],
                 synthetic_stage_owner=SyntheticStageOwner[r[10]] if r[10] else None,
-                start_time=r[11], end_time=r[12], start_time_expiry=r[13], scheduled_time=r[14], version=r[15],
+                start_time=r[11],
+                end_time=r[12],
+                start_time_expiry=r[13],
+                scheduled_time=r[14],
+                version=r[15],
             )
             by_id[r[1]].add_stage(stage)
             stages[stage.id] = stage
         cur.execute(
             self._sql(
                 f"SELECT {', '.join('t.' + c.strip() for c in TK_COLS.split(','))} FROM tasks t"
-                f" JOIN stages s ON s.id = t.stage_id WHERE s.workflow_id {where} ORDER BY t.stage_id, t.position"
+                f" JOIN stages s ON s.id = t.stage_id WHERE s.workflow_id {where}"
+                " ORDER BY t.stage_id, t.position"
             ),
             params,
         )
         for r in cur.fetchall():
             stages[r[1]].add_task(
                 TaskExecution(
-                    id=r[0], name=r[3], implementing_class=r[4], status=WorkflowStatus[r[5]], start_time=r[6],
-                    end_time=r[7], stage_start=bool(r[8]), stage_end=bool(r[9]), loop_start=bool(r[10]),
-                    loop_end=bool(r[11]), task_exception_details=j(r[12]), version=r[13],
+                    id=r[0],
+                    name=r[3],
+                    implementing_class=r[4],
+                    status=WorkflowStatus[r[5]],
+                    start_time=r[6],
+                    end_time=r[7],
+                    stage_start=bool(r[8]),
+                    stage_end=bool(r[9]),
+                    loop_start=bool(r[10]),
+                    loop_end=bool(r[11]),
+                    task_exception_details=j(r[12]),
+                    version=r[13],
                 )
             )
 
@@ -229,12 +327,26 @@ class RawStore:
         j = self._json_out
         paused = j(r[13])
         return Workflow(
-            id=r[0], type=WorkflowType[r[1]], application=r[2], name=r[3], status=WorkflowStatus[r[4]],
-            context=j(r[5]), trigger=Trigger.from_dict(j(r[6])), start_time=r[7], end_time=r[8],
-            start_time_expiry=r[9], is_canceled=bool(r[10]), canceled_by=r[11], cancellation_reason=r[12],
-            paused=PausedDetails(**paused) if paused else None, pipeline_config_id=r[14],
-            is_limit_concurrent=bool(r[15]), max_concurrent_executions=r[16],
-            keep_waiting_pipelines=bool(r[17]), origin=r[18], config_version=r[19],
+            id=r[0],
+            type=WorkflowType[r[1]],
+            application=r[2],
+            name=r[3],
+            status=WorkflowStatus[r[4]],
+            context=j(r[5]),
+            trigger=Trigger.from_dict(j(r[6])),
+            start_time=r[7],
+            end_time=r[8],
+            start_time_expiry=r[9],
+            is_canceled=bool(r[10]),
+            canceled_by=r[11],
+            cancellation_reason=r[12],
+            paused=PausedDetails(**paused) if paused else None,
+            pipeline_config_id=r[14],
+            is_limit_concurrent=bool(r[15]),
+            max_concurrent_executions=r[16],
+            keep_waiting_pipelines=bool(r[17]),
+            origin=r[18],
+            config_version=r[19],
         )
 
 

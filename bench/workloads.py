@@ -27,7 +27,7 @@ from stabilize.persistence.store import WorkflowCriteria
 from stabilize.queue.messages import StartStage, StartWorkflow
 
 #: Seconds a repeated measurement runs for (at least MIN_REPS calls), per workload and round.
-REPEAT_SECONDS = 0.4
+REPEAT_SECONDS = 0.3
 MIN_REPS = 5
 #: Visibility lock longer than any run, so a second delivery can only be a duplicate.
 LOCK_SECONDS = 600
@@ -59,9 +59,7 @@ class Sizes:
     @classmethod
     def small(cls) -> Sizes:
         """A smoke-test size: every workload and check, in seconds."""
-        return cls(
-            workflows=20, cas=40, txns=40, messages=60, page_workflows=100, dag_sizes=(10, 100)
-        )
+        return cls(workflows=20, cas=40, txns=40, messages=60, page_workflows=100, dag_sizes=(10, 100))
 
 
 @dataclass
@@ -75,6 +73,19 @@ class Side:
     #: Picklable recipe for a consumer process: ``(side, dialect, url)``.
     queue_spec: tuple[str, str, str] | None = None
     concurrency_error: type[BaseException] = Exception
+    #: Refresh the planner's statistics after a bulk load (untimed; what autovacuum does within a
+    #: minute on PostgreSQL), so both sides are measured against a database in its steady state.
+    analyze: Callable[[], None] = lambda: None
+    #: Store a data set before a measurement (untimed); by default one ``store`` call each.
+    load: Callable[[list[Workflow]], None] | None = None
+
+    def setup(self, workflows: list[Workflow]) -> None:
+        if self.load is not None:
+            self.load(workflows)
+        else:
+            for workflow in workflows:
+                self.store.store(workflow)
+        self.analyze()
 
 
 @dataclass
@@ -91,9 +102,7 @@ class Result:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def make_workflow(
-    application: str, index: int, stages: int, tasks: int, chain: bool = True
-) -> Workflow:
+def make_workflow(application: str, index: int, stages: int, tasks: int, chain: bool = True) -> Workflow:
     """A workflow of ``stages`` stages (a chain) with ``tasks`` tasks each and small documents."""
     built = []
     for s in range(stages):
@@ -110,7 +119,10 @@ def make_workflow(
             task.stage = stage
         built.append(stage)
     return Workflow.create(
-        application, f"workflow {index}", built, pipeline_config_id=f"config-{index % 7}",
+        application,
+        f"workflow {index}",
+        built,
+        pipeline_config_id=f"config-{index % 7}",
         context={"index": index, "ratio": 1.5, "on": True, "none": None},
     )
 
@@ -184,6 +196,7 @@ def w_store(side: Side, sizes: Sizes, state: State) -> Result:
     store = side.store
     _, seconds = _timed((lambda w=w: store.store(w)) for w in workflows)
     state.workflows = workflows
+    side.analyze()
     return Result("store", len(workflows), seconds)
 
 
@@ -191,7 +204,9 @@ def w_retrieve(side: Side, sizes: Sizes, state: State) -> Result:
     store = side.store
     found, seconds = _timed((lambda w=w: store.retrieve(w.id)) for w in state.workflows)
     for original, loaded in zip(state.workflows, found, strict=True):
-        check(canonical(loaded) == canonical(original), f"retrieve({original.id}) differs from what was stored")
+        check(
+            canonical(loaded) == canonical(original), f"retrieve({original.id}) differs from what was stored"
+        )
         check(all(s.execution is loaded for s in loaded.stages), "stage.execution is not the workflow")
         check(all(t.stage is s for s in loaded.stages for t in s.tasks), "task.stage is not its stage")
     return Result("retrieve", len(found), seconds)
@@ -266,7 +281,9 @@ def w_txn(side: Side, sizes: Sizes, state: State) -> Result:
     for stage in sample:
         loaded = store.retrieve(stage.execution.id)
         row = next(s for s in loaded.stages if s.id == stage.id)
-        check(row.status == WorkflowStatus.RUNNING and row.version == 1, "a transaction's stage write is lost")
+        check(
+            row.status == WorkflowStatus.RUNNING and row.version == 1, "a transaction's stage write is lost"
+        )
     queue.clear()
     return Result("txn", len(stages), seconds)
 
@@ -334,6 +351,7 @@ def _push(queue: Any, tag: str, count: int) -> tuple[set[str], float]:
 
 
 def w_queue(side: Side, sizes: Sizes, state: State) -> list[Result]:
+    """Sizes are read on a new queue object each time: upstream's PostgreSQL queue caches size()."""
     assert side.new_queue is not None
     queue = side.new_queue()
     queue.clear()
@@ -341,11 +359,11 @@ def w_queue(side: Side, sizes: Sizes, state: State) -> list[Result]:
     check(queue.size() == sizes.messages, "pushed messages are missing from the queue")
     results = [Result("queue_push", sizes.messages, push_seconds)]
     seconds, extra = _drain(side, expected, 1)
-    check(queue.size() == 0, "messages left after draining with 1 consumer")
+    check(side.new_queue().size() == 0, "messages left after draining with 1 consumer")
     results.append(Result("queue_drain_1", sizes.messages, seconds, extra))
     expected, _ = _push(queue, "b", sizes.messages)
     seconds, extra = _drain(side, expected, 4)
-    check(queue.size() == 0, "messages left after draining with 4 consumers")
+    check(side.new_queue().size() == 0, "messages left after draining with 4 consumers")
     results.append(Result("queue_drain_4", sizes.messages, seconds, extra))
     return results
 
@@ -448,12 +466,14 @@ def merge_cases(sizes: Sizes) -> list[tuple[str, list[tuple[str, list[str]]]]]:
 def w_merge(side: Side, sizes: Sizes, state: State) -> list[Result]:
     store = side.store
     results = []
-    for name, nodes in merge_cases(sizes):
-        workflow = dag_workflow(name, nodes)
-        store.store(workflow)
+    cases = [(name, nodes, dag_workflow(name, nodes)) for name, nodes in merge_cases(sizes)]
+    side.setup([workflow for _, _, workflow in cases])
+    for name, nodes, workflow in cases:
         target = nodes[-1][0]
         expected = reference_merge(nodes, target)
-        answers, reps, seconds = _repeat(lambda w=workflow, t=target: store.get_merged_ancestor_outputs(w.id, t))
+        answers, reps, seconds = _repeat(
+            lambda w=workflow, t=target: store.get_merged_ancestor_outputs(w.id, t)
+        )
         for answer in answers:
             check(answer == expected, f"{name}: merged outputs differ from the reference")
         results.append(Result(name, reps, seconds, {"ancestors": len(expected["items"])}))
@@ -475,14 +495,15 @@ PAGE_FILTER = {WorkflowStatus.SUCCEEDED, WorkflowStatus.TERMINAL}
 def w_page(side: Side, sizes: Sizes, state: State) -> list[Result]:
     store = side.store
     base = 1_700_000_000_000
-    meta = []
+    dataset = []
     for i in range(sizes.page_workflows):
         workflow = make_workflow("paged", i, sizes.page_stages, sizes.tasks)
         workflow.status = PAGE_STATUSES[i % len(PAGE_STATUSES)]
         # Distinct start times interleaved with the statuses, so the order is fully determined.
         workflow.start_time = base + (i * 7919) % sizes.page_workflows * 1000
-        store.store(workflow)
-        meta.append((workflow.start_time, workflow.id, workflow.status))
+        dataset.append(workflow)
+    side.setup(dataset)
+    meta = [(w.start_time, w.id, w.status) for w in dataset]
     newest = sorted(meta, key=lambda m: (m[0], m[1]), reverse=True)
     results = []
     for name, statuses in (("page", None), ("page_status_filter", PAGE_FILTER)):

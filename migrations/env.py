@@ -14,7 +14,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from stabilize.persistence.sql.engine import normalize_url
+from stabilize.persistence.sql.engine import engine_profile, install_profile, normalize_url
 from stabilize.persistence.sql.rows import Base
 
 config = context.config
@@ -55,13 +55,17 @@ def run_with(connection: Connection) -> None:
 def run_online() -> None:
     given = config.attributes.get("connection")
     if given is not None:
+        # From stabilize.persistence.sql.migrate, which holds the migration lock already.
         run_with(given)
         return
+    # The plain ``alembic`` command: the dialect profile's connection settings (SQLite's WAL,
+    # busy timeout and BEGIN hook; MySQL's strict mode) and its migration lock, taken before the
+    # version table is read, so concurrent ``alembic upgrade`` runs migrate one after the other.
     engine = create_engine(database_url(), poolclass=pool.NullPool)
+    install_profile(engine)
     try:
-        with engine.connect() as connection:
-            run_with(connection)
-            connection.commit()
+        with engine.connect() as connection, engine_profile(engine).migration_lock(connection):
+            run_with(connection)  # committed by the lock's block before the lock is released
     finally:
         engine.dispose()
 

@@ -29,3 +29,13 @@ class DuplicateError(StabilizeError, ValueError):
 
 class SchemaError(StabilizeError):
     """The database schema is not the one this code expects (run the upgrade command)."""
+
+
+class DatabaseUnavailableError(StabilizeError):
+    """The database cannot be reached (down, restarting, wrong address). Nothing was written;
+    the same call succeeds once the server is back, without rebuilding the store."""
+
+
+class TransientError(StabilizeError):
+    """A transaction lost to a deadlock, a serialization conflict or a busy database, and kept
+    losing after the library's bounded retries. Nothing was written; retrying later is safe."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stabilize.cli import db, demo, queue, runs  # noqa: F401 - importing registers the subcommands
+from stabilize.cli import db, demo, health, queue, runs  # noqa: F401 - importing registers the subcommands
 from stabilize.cli.app import cli
 
 

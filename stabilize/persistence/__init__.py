@@ -2,7 +2,8 @@
 
 from stabilize.persistence.factory import create_queue, create_repository, detect_backend
 from stabilize.persistence.sql.dialects import GenericProfile, register_profile
-from stabilize.persistence.sql.store import SqlStoreTransaction, SqlWorkflowStore
+from stabilize.persistence.sql.store import SqlWorkflowStore
+from stabilize.persistence.sql.transaction import SqlStoreTransaction
 from stabilize.persistence.store import (
     NoOpTransaction,
     StoreTransaction,

@@ -69,6 +69,7 @@ from stabilize.queue.records import (
     PROCESSED,
     QUEUE,
     Executor,
+    RowValues,
     clip_error,
     decode_row,
     delay_ms,
@@ -81,7 +82,7 @@ from stabilize.queue.records import (
     with_message_id,
 )
 
-__all__ = ["PostgresQueue", "SqlQueue", "SqliteQueue", "push_in_session"]
+__all__ = ["PendingPush", "PostgresQueue", "SqlQueue", "SqliteQueue", "prepare_push", "push_in_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,20 +105,44 @@ def _id_in_use(executor: Executor, message_id: str) -> bool:
     return bool(executor.execute(query).scalar())
 
 
+@dataclass
+class PendingPush:
+    """A message's row, made (and validated) when pushed, inserted when its transaction applies.
+
+    Whether the row needs a fresh id is decided when it is inserted: a message object pushed
+    before, or an id already queued, dead-lettered or processed, gets a new one, so a push never
+    merges with another message nor is mistaken for one already handled.
+    """
+
+    message: Message
+    values: RowValues
+    fresh: bool
+
+    def apply(self, executor: Executor) -> None:
+        values = self.values
+        if self.fresh or _id_in_use(executor, values["message_id"]):
+            values = with_message_id(values, new_id())
+        executor.execute(insert(QUEUE), [values])
+
+    def committed(self) -> None:
+        mark_pushed(self.message)
+
+
+def prepare_push(message: Message, delay: Delay | None = 0, *, now: int | None = None) -> PendingPush:
+    start = now_ms() if now is None else now
+    return PendingPush(message, message_values(message, start + delay_ms(delay)), needs_fresh_id(message))
+
+
 def push_in_session(
     executor: Executor, message: Message, delay: Delay | None = 0, *, now: int | None = None
 ) -> None:
     """Queue ``message`` through the caller's transaction; it commits or rolls back with it.
 
-    This is how ``SqlStoreTransaction.push_message`` makes a stage write and its message atomic.
     ``now`` defaults to the app clock; a queue passes its own (possibly injected) clock.
     """
-    start = now_ms() if now is None else now
-    values = message_values(message, start + delay_ms(delay))
-    if needs_fresh_id(message) or _id_in_use(executor, values["message_id"]):
-        values = with_message_id(values, new_id())
-    executor.execute(insert(QUEUE), [values])
-    mark_pushed(message)
+    pending = prepare_push(message, delay, now=now)
+    pending.apply(executor)
+    pending.committed()
 
 
 def _lock_ms(lock_duration: timedelta | float | None) -> int:

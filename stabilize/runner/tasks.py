@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Executable
 
 from stabilize.models.stage import StageExecution
 from stabilize.models.task import TaskExecution
@@ -14,15 +14,15 @@ from stabilize.models.task import TaskExecution
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a task sees. ``session`` is the step's transaction: whatever a task writes through it
-    commits together with the task's completion, or not at all, so its effect happens once even if
-    a worker dies and the task body runs again."""
+    """What a task sees. ``execute`` runs a statement in the step's transaction: what a task writes
+    through it commits together with the task's completion, or not at all, so its effect happens
+    once even if a worker dies and the task body runs again."""
 
     workflow_id: str
     stage: StageExecution
     task: TaskExecution
     inputs: dict[str, Any]
-    session: Session
+    execute: Callable[[Executable], None]
 
 
 TaskFunction = Callable[[TaskContext], dict[str, Any] | None]

@@ -19,7 +19,8 @@ from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
-from stabilize.persistence.sql.store import SqlStoreTransaction, SqlWorkflowStore
+from stabilize.persistence.sql.store import SqlWorkflowStore
+from stabilize.persistence.sql.transaction import SqlStoreTransaction
 from stabilize.queue.messages import (
     CompleteStage,
     CompleteWorkflow,
@@ -40,7 +41,6 @@ Step = Callable[[SqlStoreTransaction], None]
 def submit(store: SqlWorkflowStore, queue: SqlQueue, workflow: Workflow) -> None:
     """Store a new workflow and the message that starts it, atomically."""
     with store.transaction(queue) as txn:
-        assert isinstance(txn, SqlStoreTransaction)
         txn.store_workflow(workflow)
         txn.push_message(StartWorkflow(execution_id=workflow.id))
 
@@ -86,7 +86,6 @@ class Worker:
         try:
             step = handler(message)  # reads happen here, before the write transaction opens
             with self.store.transaction(self.queue) as txn:
-                assert isinstance(txn, SqlStoreTransaction)
                 if step is not None:
                     step(txn)
                 txn.mark_message_processed(message.message_id, type(message).__name__, _execution_of(message))
@@ -149,7 +148,7 @@ class Worker:
 
         def step(txn: SqlStoreTransaction) -> None:
             task.start_time = now_ms()
-            context = TaskContext(message.execution_id, stage, task, {**stage.context, **inputs}, txn.session)
+            context = TaskContext(message.execution_id, stage, task, {**stage.context, **inputs}, txn.execute)
             try:
                 outputs = function(context) or {}
                 stage.outputs.update(outputs)

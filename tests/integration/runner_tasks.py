@@ -30,5 +30,5 @@ def effect(context: TaskContext) -> dict[str, Any]:
     if marker and not Path(marker).exists():
         Path(marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)  # dies holding the message, before the step commits
-    context.session.execute(insert(EFFECTS).values(workflow_id=context.workflow_id, task_id=context.task.id))
+    context.execute(insert(EFFECTS).values(workflow_id=context.workflow_id, task_id=context.task.id))
     return {"items": [context.stage.ref_id], "last": context.stage.ref_id}

@@ -6,9 +6,8 @@ import copy
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
-from stabilize.errors import DuplicateError
+from stabilize.errors import DatabaseUnavailableError, DuplicateError
 from stabilize.models import StageExecution, TaskExecution, Workflow, WorkflowStatus
 from stabilize.models.ids import new_id, now_ms
 from stabilize.persistence.sql.store import SqlWorkflowStore
@@ -216,7 +215,7 @@ def test_unreachable_database_is_unhealthy_and_exists_propagates(target: str) ->
     unreachable = SqlWorkflowStore(UNREACHABLE[target])
 
     assert unreachable.is_healthy() is False
-    with pytest.raises(OperationalError):
+    with pytest.raises(DatabaseUnavailableError, match="unavailable"):
         unreachable.exists(new_id())
 
 

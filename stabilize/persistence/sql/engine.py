@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
@@ -88,14 +89,16 @@ def engine_profile(engine: Engine) -> GenericProfile:
     return profile_for(engine.dialect)
 
 
-_installed: set[int] = set()
+#: Engines whose hooks are attached. Weak, not ``id()``s: a collected engine's id is reused by
+#: a new engine, which would then silently go without its hooks (WAL, BEGIN IMMEDIATE, strict mode).
+_installed: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def install_profile(engine: Engine) -> None:
     """Attach the profile's connect and begin hooks to ``engine``, once."""
-    if id(engine) in _installed:
+    if engine in _installed:
         return
-    _installed.add(id(engine))
+    _installed.add(engine)
     profile = engine_profile(engine)
 
     @event.listens_for(engine, "connect")

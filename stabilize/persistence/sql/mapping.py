@@ -9,7 +9,7 @@ outside the contract's encoding. Errors name the value's path, e.g. ``stages[1].
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -166,30 +166,60 @@ def _paused_dict(paused: PausedDetails | None, path: str) -> dict[str, Any] | No
     )
 
 
-def workflow_from_row(row: WorkflowRow) -> Workflow:
-    """The workflow without its stages."""
-    paused = row.paused
+#: Reads select whole table rows (``select(table)``) and unpack them by position: a Core row's
+#: attribute access costs several times a tuple unpack, and a page or a large workflow maps
+#: thousands of rows. The orders below are checked against the tables at import.
+_WORKFLOW_ORDER = (
+    "id", "type", "application", "name", "status", "context", "trigger", "start_time", "end_time",
+    "start_time_expiry", "is_canceled", "canceled_by", "cancellation_reason", "paused",
+    "pipeline_config_id", "is_limit_concurrent", "max_concurrent_executions", "keep_waiting_pipelines",
+    "origin", "config_version", "created_at",
+)  # fmt: skip
+_STAGE_ORDER = (
+    "id", "workflow_id", "position", "ref_id", "type", "name", "status", "context", "outputs",
+    "parent_stage_id", "synthetic_stage_owner", "start_time", "end_time", "start_time_expiry",
+    "scheduled_time", "version",
+)  # fmt: skip
+_TASK_ORDER = (
+    "id", "stage_id", "position", "name", "implementing_class", "status", "start_time", "end_time",
+    "stage_start", "stage_end", "loop_start", "loop_end", "task_exception_details", "version",
+)  # fmt: skip
+for _row, _order in ((WorkflowRow, _WORKFLOW_ORDER), (StageRow, _STAGE_ORDER), (TaskRow, _TASK_ORDER)):
+    if tuple(c.key for c in _row.__table__.columns) != _order:
+        raise RuntimeError(f"mapping: the columns of {_row.__tablename__} changed; update its row order")
+
+_STATUS = WorkflowStatus.__members__
+_OWNER = SyntheticStageOwner.__members__
+
+
+def workflow_from_row(row: Sequence[Any]) -> Workflow:
+    """The workflow without its stages, from a row of ``select(workflows)``."""
+    (
+        id_, type_, application, name, status, context, trigger, start_time, end_time, start_time_expiry,
+        is_canceled, canceled_by, cancellation_reason, paused, pipeline_config_id, is_limit_concurrent,
+        max_concurrent_executions, keep_waiting_pipelines, origin, config_version, _created_at,
+    ) = row  # fmt: skip
     return Workflow(
-        id=row.id,
-        type=WorkflowType[row.type],
-        application=row.application,
-        name=row.name,
-        status=WorkflowStatus[row.status],
-        context=row.context,
-        trigger=Trigger.from_dict(row.trigger),
-        start_time=row.start_time,
-        end_time=row.end_time,
-        start_time_expiry=row.start_time_expiry,
-        is_canceled=row.is_canceled,
-        canceled_by=row.canceled_by,
-        cancellation_reason=row.cancellation_reason,
+        id=id_,
+        type=WorkflowType[type_],
+        application=application,
+        name=name,
+        status=_STATUS[status],
+        context=context,
+        trigger=Trigger.from_dict(trigger),
+        start_time=start_time,
+        end_time=end_time,
+        start_time_expiry=start_time_expiry,
+        is_canceled=is_canceled,
+        canceled_by=canceled_by,
+        cancellation_reason=cancellation_reason,
         paused=PausedDetails(**paused) if paused is not None else None,
-        pipeline_config_id=row.pipeline_config_id,
-        is_limit_concurrent=row.is_limit_concurrent,
-        max_concurrent_executions=row.max_concurrent_executions,
-        keep_waiting_pipelines=row.keep_waiting_pipelines,
-        origin=row.origin,
-        config_version=row.config_version,
+        pipeline_config_id=pipeline_config_id,
+        is_limit_concurrent=is_limit_concurrent,
+        max_concurrent_executions=max_concurrent_executions,
+        keep_waiting_pipelines=keep_waiting_pipelines,
+        origin=origin,
+        config_version=config_version,
     )
 
 
@@ -245,25 +275,46 @@ def edge_values(stage: StageExecution, workflow_id: str, path: str) -> list[RowV
     ]
 
 
-def stage_from_row(row: StageRow, requisites: Iterable[str]) -> StageExecution:
-    owner = row.synthetic_stage_owner
+def stage_from_row(row: Sequence[Any], requisites: Iterable[str]) -> StageExecution:
+    """A stage (without tasks) from a row of ``select(stages)``."""
+    (
+        id_, _workflow_id, _position, ref_id, type_, name, status, context, outputs, parent_stage_id,
+        owner, start_time, end_time, start_time_expiry, scheduled_time, version,
+    ) = row  # fmt: skip
     return StageExecution(
-        id=row.id,
-        ref_id=row.ref_id,
-        type=row.type,
-        name=row.name,
-        status=WorkflowStatus[row.status],
-        context=row.context,
-        outputs=row.outputs,
+        id=id_,
+        ref_id=ref_id,
+        type=type_,
+        name=name,
+        status=_STATUS[status],
+        context=context,
+        outputs=outputs,
         requisite_stage_ref_ids=set(requisites),
-        parent_stage_id=row.parent_stage_id,
-        synthetic_stage_owner=SyntheticStageOwner[owner] if owner is not None else None,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        start_time_expiry=row.start_time_expiry,
-        scheduled_time=row.scheduled_time,
-        version=row.version,
+        parent_stage_id=parent_stage_id,
+        synthetic_stage_owner=_OWNER[owner] if owner is not None else None,
+        start_time=start_time,
+        end_time=end_time,
+        start_time_expiry=start_time_expiry,
+        scheduled_time=scheduled_time,
+        version=version,
     )
+
+
+def stages_from_rows(
+    rows: Iterable[Sequence[Any]], edges: Iterable[Sequence[Any]]
+) -> list[tuple[str, StageExecution]]:
+    """``(workflow id, stage)`` per row of ``select(stages)``, requisites taken from rows of
+    ``select(stage_edges)``."""
+    requisites: dict[tuple[str, str], list[str]] = {}
+    for workflow_id, ref_id, requisite in edges:
+        requisites.setdefault((workflow_id, ref_id), []).append(requisite)
+    return [(row[1], stage_from_row(row, requisites.get((row[1], row[3]), ()))) for row in rows]
+
+
+def add_tasks(stages: Mapping[str, StageExecution], rows: Iterable[Sequence[Any]]) -> None:
+    """Attach each row of ``select(tasks)`` (in position order) to its stage."""
+    for row in rows:
+        stages[row[1]].add_task(task_from_row(row))
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -294,20 +345,25 @@ def task_values(task: TaskExecution, stage_id: str, position: int, path: str) ->
     return _checked(TaskRow, values, path)
 
 
-def task_from_row(row: TaskRow) -> TaskExecution:
+def task_from_row(row: Sequence[Any]) -> TaskExecution:
+    """A task from a row of ``select(tasks)``."""
+    (
+        id_, _stage_id, _position, name, implementing_class, status, start_time, end_time, stage_start,
+        stage_end, loop_start, loop_end, task_exception_details, version,
+    ) = row  # fmt: skip
     return TaskExecution(
-        id=row.id,
-        name=row.name,
-        implementing_class=row.implementing_class,
-        status=WorkflowStatus[row.status],
-        start_time=row.start_time,
-        end_time=row.end_time,
-        stage_start=row.stage_start,
-        stage_end=row.stage_end,
-        loop_start=row.loop_start,
-        loop_end=row.loop_end,
-        task_exception_details=row.task_exception_details,
-        version=row.version,
+        id=id_,
+        name=name,
+        implementing_class=implementing_class,
+        status=_STATUS[status],
+        start_time=start_time,
+        end_time=end_time,
+        stage_start=stage_start,
+        stage_end=stage_end,
+        loop_start=loop_start,
+        loop_end=loop_end,
+        task_exception_details=task_exception_details,
+        version=version,
     )
 
 

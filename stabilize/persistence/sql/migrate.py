@@ -6,7 +6,11 @@ The migration scripts ship inside the package (``stabilize/_migrations`` is the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from stabilize.errors import SchemaError
+from stabilize.persistence.sql.engine import engine_profile, install_profile
 
 SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "_migrations"
 
@@ -28,15 +33,42 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """(head, every revision) of the packaged scripts, read once per process."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    newest = scripts.get_current_head()
+    assert newest is not None, "the migrations have no head revision"
+    return newest, frozenset(script.revision for script in scripts.walk_revisions())
+
+
 def head() -> str:
-    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert revision is not None, "the migrations have no head revision"
-    return revision
+    return _revisions()[0]
 
 
 def current(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return current_of(connection)
+
+
+def current_of(connection: Connection) -> str | None:
+    """The revision recorded in the database (None for an empty one), read on ``connection``."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+SchemaState = Literal["at head", "behind", "ahead"]
+
+
+def schema_state(found: str | None) -> SchemaState:
+    """Where revision ``found`` stands against this code's head.
+
+    ``ahead`` is a revision these scripts do not know: a newer release migrated the database
+    (a rolling deploy). That is accepted, as migrations only add what older code can ignore.
+    """
+    newest, known = _revisions()
+    if found == newest:
+        return "at head"
+    return "behind" if found is None or found in known else "ahead"
 
 
 def ensure_current(engine: Engine) -> None:
@@ -46,25 +78,35 @@ def ensure_current(engine: Engine) -> None:
     migrations only add what older code can ignore.
     """
     found = current(engine)
-    newest = head()
-    if found == newest:
-        return
-    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if found is None or found in known:
+    if schema_state(found) == "behind":
         raise SchemaError(
             f"the database schema is at revision {found or 'none (empty database)'}, this code needs "
-            f"{newest}: run `stabilize db upgrade` (or `alembic upgrade head`), or open the store with "
+            f"{head()}: run `stabilize db upgrade` (or `alembic upgrade head`), or open the store with "
             "create_tables=True"
         )
 
 
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection holding the database's migration lock (the dialect profile's
+    ``migration_lock``), taken before Alembic reads the version table.
+
+    Processes that upgrade one database at once (every replica of a deployment starting with
+    ``create_tables=True``, say) migrate one after the other: the first builds the schema, the
+    others then find it at head and do nothing. The block's work commits before the lock goes.
+    """
+    install_profile(engine)
+    with engine.connect() as connection, engine_profile(engine).migration_lock(connection):
+        yield connection
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
+    with migrating(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
+    with migrating(engine) as connection:
         command.downgrade(alembic_config(connection), revision)
 
 

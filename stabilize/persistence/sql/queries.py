@@ -1,109 +1,236 @@
-"""Statement builders shared by the store's methods; no Session, no execution here."""
+"""Statement builders shared by the store's methods; no Session, no execution here.
+
+Reads select table columns (Core rows, not ORM entities: a row becomes a domain object once,
+in ``mapping``), and the hot ones are built once, at import, with bound parameters: executing a
+prebuilt statement skips building it and finds its compiled form in the engine's cache at once.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    and_,
+    bindparam,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
 
-from stabilize.persistence.sql.rows import StageEdgeRow, StageRow, TaskRow, WorkflowRow
+from stabilize.persistence.sql.rows import StageEdgeRow, StageRow, TaskRow, WorkflowRow, table_of
 from stabilize.persistence.store.interface import WorkflowCriteria
 
+WORKFLOWS = table_of(WorkflowRow)
+STAGES = table_of(StageRow)
+EDGES = table_of(StageEdgeRow)
+TASKS = table_of(TaskRow)
 
-def ancestor_refs(workflow_id: str, ref_id: str) -> Select[str]:
+
+def _ancestors(workflow_id: Any, ref_id: Any, lateral: bool = False) -> Any:
     """Ref ids of every transitive requisite of ``ref_id`` (a recursive CTE over the edges).
 
     ``UNION`` (not ``UNION ALL``) makes each ancestor appear once, so diamonds stay linear in the
-    number of edges and a cycle ends instead of recursing forever.
+    number of edges and a cycle ends instead of recursing forever. With ``lateral`` each step
+    probes the edges of the rows it just found through a LATERAL subquery that the planner cannot
+    flatten (``OFFSET 0``), so every step is one primary-key lookup per ancestor: PostgreSQL would
+    otherwise hash-join each step with all of the workflow's edges, making a chain of n stages
+    cost n times the workflow (see ``GenericProfile.lateral_recursion``).
     """
-    edge = StageEdgeRow.__table__
-    seed = select(edge.c.requisite_ref_id.label("ref_id")).where(
-        edge.c.workflow_id == workflow_id, edge.c.ref_id == ref_id
+    seed = select(EDGES.c.requisite_ref_id.label("ref_id")).where(
+        EDGES.c.workflow_id == workflow_id, EDGES.c.ref_id == ref_id
     )
     ancestors = seed.cte("ancestors", recursive=True)
-    step = (
-        select(edge.c.requisite_ref_id)
-        .join(ancestors, edge.c.ref_id == ancestors.c.ref_id)
-        .where(edge.c.workflow_id == workflow_id)
-    )
-    ancestors = ancestors.union(step)
+    if lateral:
+        probe = (
+            select(EDGES.c.requisite_ref_id)
+            .where(EDGES.c.workflow_id == workflow_id, EDGES.c.ref_id == ancestors.c.ref_id)
+            .offset(0)
+            .lateral("requisites")
+        )
+        step = select(probe.c.requisite_ref_id).select_from(ancestors.join(probe, true()))
+    else:
+        step = (
+            select(EDGES.c.requisite_ref_id)
+            .join(ancestors, EDGES.c.ref_id == ancestors.c.ref_id)
+            .where(EDGES.c.workflow_id == workflow_id)
+        )
+    return ancestors.union(step)
+
+
+def ancestor_refs(workflow_id: str, ref_id: str) -> Select[Any]:
+    ancestors = _ancestors(workflow_id, ref_id)
     return select(ancestors.c.ref_id).where(ancestors.c.ref_id != ref_id)
 
 
-def ancestor_outputs(workflow_id: str, ref_id: str) -> Select[str, dict[str, Any]]:
-    refs = ancestor_refs(workflow_id, ref_id).subquery()
-    return select(StageRow.ref_id, StageRow.outputs).where(
-        StageRow.workflow_id == workflow_id, StageRow.ref_id.in_(select(refs.c.ref_id))
+@lru_cache(maxsize=2)
+def ancestor_outputs_and_edges(lateral: bool) -> CompoundSelect[Any]:
+    """One round trip for the merge: ``(ref_id, outputs, NULL)`` for each ancestor stage, then
+    ``(ref_id, NULL, requisite_ref_id)`` for each requisite edge of an ancestor; only ancestor
+    rows are read. Built once per form; parameters: ``workflow_id``, ``ref_id``."""
+    workflow_id, ref_id = bindparam("workflow_id", type_=String), bindparam("ref_id", type_=String)
+    ancestors = _ancestors(workflow_id, ref_id, lateral)
+    refs = select(ancestors.c.ref_id).where(ancestors.c.ref_id != ref_id)
+    outputs = select(STAGES.c.ref_id, STAGES.c.outputs, null().label("requisite_ref_id")).where(
+        STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(refs)
     )
+    no_outputs = type_coerce(null(), STAGES.c.outputs.type)
+    edges = select(EDGES.c.ref_id, no_outputs, EDGES.c.requisite_ref_id).where(
+        EDGES.c.workflow_id == workflow_id, EDGES.c.ref_id.in_(refs)
+    )
+    return union_all(outputs, edges)
 
 
-def ancestor_edges(workflow_id: str, ref_id: str) -> Select[str, str]:
-    refs = ancestor_refs(workflow_id, ref_id).subquery()
-    return select(StageEdgeRow.ref_id, StageEdgeRow.requisite_ref_id).where(
-        StageEdgeRow.workflow_id == workflow_id, StageEdgeRow.ref_id.in_(select(refs.c.ref_id))
-    )
+STAGE_BY_ID = select(STAGES).where(STAGES.c.id == bindparam("stage_id"))
+#: Whole-workflow reads, by ``workflow_id``.
+WORKFLOW_BY_ID = select(WORKFLOWS).where(WORKFLOWS.c.id == bindparam("workflow_id"))
+STAGES_OF_WORKFLOW = (
+    select(STAGES)
+    .where(STAGES.c.workflow_id == bindparam("workflow_id"))
+    .order_by(STAGES.c.position, STAGES.c.id)
+)
+EDGES_OF_WORKFLOW = select(EDGES).where(EDGES.c.workflow_id == bindparam("workflow_id"))
+TASKS_OF_WORKFLOW = (
+    select(TASKS)
+    .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
+    .where(STAGES.c.workflow_id == bindparam("workflow_id"))
+    .order_by(TASKS.c.stage_id, TASKS.c.position)
+)
+
+#: The same for a page of workflows, by ``workflow_ids`` (an expanding IN list).
+_PAGE_IDS: BindParameter[Any] = bindparam("workflow_ids", expanding=True)
+STAGES_OF_WORKFLOWS = (
+    select(STAGES)
+    .where(STAGES.c.workflow_id.in_(_PAGE_IDS))
+    .order_by(STAGES.c.workflow_id, STAGES.c.position, STAGES.c.id)
+)
+EDGES_OF_WORKFLOWS = select(EDGES).where(EDGES.c.workflow_id.in_(_PAGE_IDS))
+TASKS_OF_WORKFLOWS = (
+    select(TASKS)
+    .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
+    .where(STAGES.c.workflow_id.in_(_PAGE_IDS))
+    .order_by(TASKS.c.stage_id, TASKS.c.position)
+)
 
 
 def upstream_filter(workflow_id: str, ref_id: str) -> ColumnElement[bool]:
-    requisites = select(StageEdgeRow.requisite_ref_id).where(
-        StageEdgeRow.workflow_id == workflow_id, StageEdgeRow.ref_id == ref_id
+    requisites = select(EDGES.c.requisite_ref_id).where(
+        EDGES.c.workflow_id == workflow_id, EDGES.c.ref_id == ref_id
     )
-    return and_(StageRow.workflow_id == workflow_id, StageRow.ref_id.in_(requisites))
+    return and_(STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(requisites))
 
 
 def downstream_filter(workflow_id: str, ref_id: str) -> ColumnElement[bool]:
-    dependents = select(StageEdgeRow.ref_id).where(
-        StageEdgeRow.workflow_id == workflow_id, StageEdgeRow.requisite_ref_id == ref_id
+    dependents = select(EDGES.c.ref_id).where(
+        EDGES.c.workflow_id == workflow_id, EDGES.c.requisite_ref_id == ref_id
     )
-    return and_(StageRow.workflow_id == workflow_id, StageRow.ref_id.in_(dependents))
+    return and_(STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(dependents))
 
 
-def stages_where(condition: ColumnElement[bool]) -> Select[StageRow]:
-    return select(StageRow).where(condition).order_by(StageRow.workflow_id, StageRow.position, StageRow.id)
+def stages_where(condition: ColumnElement[bool]) -> Select[Any]:
+    return select(STAGES).where(condition).order_by(STAGES.c.workflow_id, STAGES.c.position, STAGES.c.id)
 
 
-def edges_of_stages(condition: ColumnElement[bool]) -> Select[StageEdgeRow]:
+def edges_of_stages(condition: ColumnElement[bool]) -> Select[Any]:
     """The requisite edges of the stages matching ``condition`` (joined, not one query each)."""
     return (
-        select(StageEdgeRow)
-        .join(
-            StageRow,
-            and_(StageRow.workflow_id == StageEdgeRow.workflow_id, StageRow.ref_id == StageEdgeRow.ref_id),
-        )
+        select(EDGES)
+        .join(STAGES, and_(STAGES.c.workflow_id == EDGES.c.workflow_id, STAGES.c.ref_id == EDGES.c.ref_id))
         .where(condition)
     )
 
 
-def tasks_of_stages(condition: ColumnElement[bool]) -> Select[TaskRow]:
+def tasks_of_stages(condition: ColumnElement[bool]) -> Select[Any]:
     return (
-        select(TaskRow)
-        .join(StageRow, StageRow.id == TaskRow.stage_id)
+        select(TASKS)
+        .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
         .where(condition)
-        .order_by(TaskRow.stage_id, TaskRow.position)
+        .order_by(TASKS.c.stage_id, TASKS.c.position)
     )
 
 
 def workflow_page(
     column: ColumnElement[str | None], value: str, criteria: WorkflowCriteria
-) -> Select[WorkflowRow]:
-    """One page of workflows, newest first: not started, then start time and id descending."""
-    stmt = select(WorkflowRow).where(column == value)
+) -> tuple[Select[Any], dict[str, Any]]:
+    """One page of workflows, newest first (not started, then start time and id descending):
+    a statement built once per shape of criteria, and its parameters."""
+    params: dict[str, Any] = {"value": value}
     if criteria.statuses:
-        stmt = stmt.where(WorkflowRow.status.in_(sorted(s.name for s in criteria.statuses)))
-    not_started = WorkflowRow.start_time.is_(None)
+        params["statuses"] = sorted(s.name for s in criteria.statuses)
     if criteria.start_time_after is not None:
-        stmt = stmt.where(or_(not_started, WorkflowRow.start_time >= criteria.start_time_after))
+        params["after"] = criteria.start_time_after
     if criteria.start_time_before is not None:
-        stmt = stmt.where(or_(not_started, WorkflowRow.start_time <= criteria.start_time_before))
-    stmt = stmt.order_by(not_started.desc(), WorkflowRow.start_time.desc(), WorkflowRow.id.desc())
-    if criteria.page_size:
-        stmt = stmt.limit(criteria.page_size)
-    return stmt
+        params["before"] = criteria.start_time_before
+    shape = (
+        str(getattr(column, "key", column)),
+        bool(criteria.statuses),
+        criteria.start_time_after is not None,
+        criteria.start_time_before is not None,
+        criteria.page_size or 0,
+    )
+    return _page_statement(*shape), params
+
+
+@lru_cache(maxsize=256)
+def _page_statement(column: str, statuses: bool, after: bool, before: bool, size: int) -> Select[Any]:
+    """With a page size, the not-started and the started workflows are each read in index order
+    (``(application | pipeline_config_id, start_time, id)``) up to the page size and the two short
+    lists merged, so a page never sorts all of an application's workflows."""
+    conditions = [WORKFLOWS.c[column] == bindparam("value")]
+    if statuses:
+        conditions.append(WORKFLOWS.c.status.in_(bindparam("statuses", expanding=True)))
+    not_started = WORKFLOWS.c.start_time.is_(None)
+    if after:
+        conditions.append(or_(not_started, WORKFLOWS.c.start_time >= bindparam("after")))
+    if before:
+        conditions.append(or_(not_started, WORKFLOWS.c.start_time <= bindparam("before")))
+    if not size:
+        return (
+            select(WORKFLOWS)
+            .where(*conditions)
+            .order_by(not_started.desc(), WORKFLOWS.c.start_time.desc(), WORKFLOWS.c.id.desc())
+        )
+    waiting = (
+        select(WORKFLOWS, literal(0).label("started"))
+        .where(*conditions, not_started)
+        .order_by(WORKFLOWS.c.id.desc())
+        .limit(size)
+        .subquery()
+    )
+    running = (
+        select(WORKFLOWS, literal(1).label("started"))
+        .where(*conditions, WORKFLOWS.c.start_time.is_not(None))
+        .order_by(WORKFLOWS.c.start_time.desc(), WORKFLOWS.c.id.desc())
+        .limit(size)
+        .subquery()
+    )
+    both = union_all(select(waiting), select(running)).subquery()
+    return (
+        select(*(both.c[c.key] for c in WORKFLOWS.columns))
+        .order_by(both.c.started, both.c.start_time.desc(), both.c.id.desc())
+        .limit(size)
+    )
 
 
 __all__ = [
-    "ancestor_edges",
-    "ancestor_outputs",
+    "EDGES_OF_WORKFLOW",
+    "EDGES_OF_WORKFLOWS",
+    "STAGES_OF_WORKFLOW",
+    "STAGES_OF_WORKFLOWS",
+    "STAGE_BY_ID",
+    "TASKS_OF_WORKFLOW",
+    "TASKS_OF_WORKFLOWS",
+    "WORKFLOW_BY_ID",
+    "ancestor_outputs_and_edges",
     "ancestor_refs",
     "downstream_filter",
     "edges_of_stages",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, ColumnElement, Engine, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import URL, ColumnElement, Connection, Engine, Select, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stabilize.errors import ConcurrencyError, DuplicateError, ValidationError
+from stabilize.errors import DatabaseUnavailableError, DuplicateError, ValidationError
 from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import COMPLETED_STATUSES, WorkflowStatus
@@ -19,28 +18,19 @@ from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping, queries
 from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
 from stabilize.persistence.sql.engine import engine_profile, get_engine, mask
+from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
+from stabilize.persistence.sql.health import HealthReport, check_health, database_is_healthy
 from stabilize.persistence.sql.lineage import merge_outputs, topological_order
 from stabilize.persistence.sql.migrate import ensure_current, upgrade
-from stabilize.persistence.sql.rows import (
-    ProcessedMessageRow,
-    StageEdgeRow,
-    StageRow,
-    TaskRow,
-    WorkflowRow,
-    table_of,
-)
+from stabilize.persistence.sql.rows import ProcessedMessageRow, StageRow, WorkflowRow
+from stabilize.persistence.sql.transaction import SqlStoreTransaction
+from stabilize.persistence.sql.writes import WriteContext
 from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotFoundError, WorkflowStore
-from stabilize.persistence.store.transaction import StoreTransaction
 
 if TYPE_CHECKING:
     from stabilize.queue.interface import Queue
-    from stabilize.queue.messages import Message
 
-_TASK_UPDATE_COLUMNS = [c.key for c in table_of(TaskRow).columns if c.key not in ("id", "stage_id")]
 _PROCESSED_BATCH = 1000
-
-#: Undo actions for in-memory version bumps, run when the transaction rolls back.
-Undo = list[Callable[[], None]]
 
 
 class SqlWorkflowStore(WorkflowStore):
@@ -51,6 +41,8 @@ class SqlWorkflowStore(WorkflowStore):
             or an existing ``Engine``.
         create_tables: upgrade the schema to the newest migration first.
         engine_options: extra ``create_engine`` keyword arguments (pool size, timeouts).
+        retry_policy: how often a transaction that lost a deadlock or serialization race runs
+            again (a failed compare-and-set never does).
     """
 
     def __init__(
@@ -59,10 +51,12 @@ class SqlWorkflowStore(WorkflowStore):
         create_tables: bool = False,
         *,
         engine_options: dict[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.engine = get_engine(connection, **(engine_options or {}))
+        self.retry_policy = retry_policy or RetryPolicy()
         self.profile = engine_profile(self.engine)
-        self._reads = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._reader: Engine | None = None
         self._writes = sessionmaker(
             self.engine.execution_options(**{WRITE_INTENT: True}), expire_on_commit=False, autoflush=False
         )
@@ -70,7 +64,7 @@ class SqlWorkflowStore(WorkflowStore):
             upgrade(self.engine)
         else:
             # Unreachable for now: is_healthy() reports it and the first call fails clearly.
-            with suppress(OperationalError):
+            with suppress(DatabaseUnavailableError), translated(self.engine):
                 ensure_current(self.engine)
 
     def __repr__(self) -> str:
@@ -79,78 +73,89 @@ class SqlWorkflowStore(WorkflowStore):
     # -- sessions ---------------------------------------------------------------------------
 
     @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with self._reads() as session:
-            yield session
+    def _read(self) -> Iterator[Connection]:
+        """A read on a Core connection (rows, no ORM identity map to fill): in a transaction, or
+        in autocommit where the profile says that reads the same (see ``read_isolation``)."""
+        with translated(self.engine), self._read_engine().connect() as connection:
+            yield connection
+
+    def _read_engine(self) -> Engine:
+        if self._reader is None:
+            reader = self.engine
+            if self.profile.read_isolation is not None:
+                with self.engine.connect() as connection:
+                    if connection.get_isolation_level() == "READ COMMITTED":
+                        reader = self.engine.execution_options(isolation_level=self.profile.read_isolation)
+            self._reader = reader
+        return self._reader
 
     @contextmanager
-    def _write(self) -> Iterator[tuple[Session, Undo]]:
-        """One write transaction: commit at the end, roll back (data and versions) on error."""
-        undo: Undo = []
-        try:
-            with self._writes.begin() as session:
-                yield session, undo
-        except BaseException:
-            for action in reversed(undo):
-                action()
-            raise
+    def _write(self) -> Iterator[Session]:
+        """One write transaction: commit at the end, roll back on any error."""
+        with translated(self.engine), self._writes.begin() as session:
+            yield session
 
     # -- workflows --------------------------------------------------------------------------
 
     def store(self, execution: Workflow) -> None:
         try:
-            with self._write() as (session, _):
-                _insert_workflow(session, execution)
+            with self.transaction() as txn:
+                txn.store_workflow(execution)
         except IntegrityError as exc:
             if self.exists(execution.id):
                 raise DuplicateError(f"workflow.id: {execution.id!r} is already stored") from None
             raise DuplicateError(f"workflow {execution.id!r}: a stage or task id is already stored") from exc
 
     def retrieve(self, execution_id: str) -> Workflow:
-        with self._read() as session:
-            row = session.get(WorkflowRow, execution_id)
+        """The workflow, its stages, edges and tasks: four prebuilt queries whatever its size."""
+        params = {"workflow_id": execution_id}
+        with self._read() as connection:
+            row = connection.execute(queries.WORKFLOW_BY_ID, params).first()
             if row is None:
                 raise WorkflowNotFoundError(execution_id)
             workflow = mapping.workflow_from_row(row)
-            for stage in self._load_stages(session, StageRow.workflow_id == execution_id):
-                workflow.add_stage(stage)
+            loaded = _load_stages(
+                connection,
+                (queries.STAGES_OF_WORKFLOW, queries.EDGES_OF_WORKFLOW, queries.TASKS_OF_WORKFLOW),
+                params,
+            )
+        for _, stage in loaded:
+            workflow.add_stage(stage)
         return workflow
 
     def retrieve_execution_summary(self, execution_id: str) -> Workflow:
-        with self._read() as session:
-            row = session.get(WorkflowRow, execution_id)
+        with self._read() as connection:
+            row = connection.execute(queries.WORKFLOW_BY_ID, {"workflow_id": execution_id}).first()
             if row is None:
                 raise WorkflowNotFoundError(execution_id)
             return mapping.workflow_from_row(row)
 
     def exists(self, execution_id: str) -> bool:
-        with self._read() as session:
-            return session.scalar(select(WorkflowRow.id).where(WorkflowRow.id == execution_id)) is not None
+        with self._read() as connection:
+            return connection.scalar(select(WorkflowRow.id).where(WorkflowRow.id == execution_id)) is not None
 
+    @retry_transient
     def delete(self, execution_id: str) -> None:
         # Stages, tasks and edges go with the workflow through ON DELETE CASCADE.
-        with self._write() as (session, _):
+        with self._write() as session:
             session.execute(delete(WorkflowRow).where(WorkflowRow.id == execution_id))
 
     def update_status(self, execution: Workflow) -> None:
-        with self._write() as (session, _):
-            self._update_workflow(session, execution)
-
-    def _update_workflow(self, session: Session, execution: Workflow) -> None:
-        values = mapping.workflow_state_values(execution)
-        result = session.execute(update(WorkflowRow).where(WorkflowRow.id == execution.id).values(values))
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            raise WorkflowNotFoundError(execution.id)
+        with self.transaction() as txn:
+            txn.update_workflow_status(execution)
 
     def pause(self, execution_id: str, paused_by: str) -> None:
         self._set_workflow(
             execution_id,
-            status=WorkflowStatus.PAUSED.name,
-            paused={"paused_by": paused_by, "pause_time": now_ms(), "resume_time": None, "paused_ms": 0},
+            dict(
+                status=WorkflowStatus.PAUSED.name,
+                paused={"paused_by": paused_by, "pause_time": now_ms(), "resume_time": None, "paused_ms": 0},
+            ),
         )
 
+    @retry_transient
     def resume(self, execution_id: str) -> None:
-        with self._write() as (session, _):
+        with self._write() as session:
             paused = session.execute(
                 select(WorkflowRow.paused).where(WorkflowRow.id == execution_id).with_for_update()
             ).first()
@@ -168,12 +173,13 @@ class SqlWorkflowStore(WorkflowStore):
 
     def cancel(self, execution_id: str, canceled_by: str, reason: str) -> None:
         self._set_workflow(
-            execution_id, is_canceled=True, canceled_by=canceled_by, cancellation_reason=reason
+            execution_id, dict(is_canceled=True, canceled_by=canceled_by, cancellation_reason=reason)
         )
 
-    def _set_workflow(self, execution_id: str, **values: Any) -> None:
+    @retry_transient
+    def _set_workflow(self, execution_id: str, values: dict[str, Any]) -> None:
         mapping.check_workflow_columns(values, "workflow")
-        with self._write() as (session, _):
+        with self._write() as session:
             result = session.execute(update(WorkflowRow).where(WorkflowRow.id == execution_id).values(values))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise WorkflowNotFoundError(execution_id)
@@ -181,79 +187,26 @@ class SqlWorkflowStore(WorkflowStore):
     # -- stages -----------------------------------------------------------------------------
 
     def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None:
-        with self._write() as (session, undo):
-            self._store_stage(session, undo, stage, expected_phase)
+        """Compare-and-set on ``version`` (and status), then upsert the tasks; or insert a new stage."""
+        with self.transaction() as txn:
+            txn.store_stage(stage, expected_phase)
 
     def add_stage(self, stage: StageExecution) -> None:
         self.store_stage(stage)
 
-    def _store_stage(
-        self, session: Session, undo: Undo, stage: StageExecution, expected_phase: str | WorkflowStatus | None
-    ) -> None:
-        """Compare-and-set on ``version`` (and status), then upsert the tasks; or insert a new stage."""
-        state = mapping.stage_state_values(stage, "stage")
-        condition = [StageRow.id == stage.id, StageRow.version == stage.version]
-        if expected_phase is not None:
-            phase = expected_phase.name if isinstance(expected_phase, WorkflowStatus) else expected_phase
-            condition.append(StageRow.status == phase)
-        result = session.execute(
-            update(StageRow).where(*condition).values(**state, version=StageRow.version + 1)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            self.profile.upsert(
-                session,
-                table_of(TaskRow),
-                _task_values(stage, next_version=True),
-                ["id"],
-                _TASK_UPDATE_COLUMNS,
-            )
-            _bump_versions(stage, undo)
-            return
-        if session.scalar(select(StageRow.version).where(StageRow.id == stage.id)) is not None:
-            raise ConcurrencyError(
-                f"stage {stage.id}: compare-and-set failed (expected version {stage.version}"
-                + (f" and status {expected_phase}" if expected_phase is not None else "")
-                + ")"
-            )
-        self._insert_stage(session, stage)
-
-    def _insert_stage(self, session: Session, stage: StageExecution) -> None:
-        if not stage.has_execution():
-            raise ValidationError("stage.execution", f"stage {stage.id} is not attached to a workflow")
-        workflow_id = stage.execution.id
-        position = session.scalar(
-            select(func.coalesce(func.max(StageRow.position) + 1, 0)).where(
-                StageRow.workflow_id == workflow_id
-            )
-        )
-        values = mapping.stage_values(stage, workflow_id, position or 0, "stage")
-        edges = mapping.edge_values(stage, workflow_id, "stage")
-        tasks = _task_values(stage, next_version=False)
-        if not session.scalar(select(WorkflowRow.id).where(WorkflowRow.id == workflow_id)):
-            raise ValidationError("stage.execution", f"workflow {workflow_id!r} is not stored")
-        try:
-            session.execute(insert(StageRow), [values])
-            if edges:
-                session.execute(insert(StageEdgeRow), edges)
-            if tasks:
-                session.execute(insert(TaskRow), tasks)
-        except IntegrityError as exc:
-            raise DuplicateError(
-                f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"
-                f" in workflow {workflow_id}"
-            ) from exc
-
+    @retry_transient
     def remove_stage(self, execution: Workflow, stage_id: str) -> None:
-        with self._write() as (session, _):
+        with self._write() as session:
             session.execute(delete(StageRow).where(StageRow.id == stage_id))
 
     def retrieve_stage(self, stage_id: str) -> StageExecution:
         """The stage with a partial workflow: itself, its requisites and its synthetic children."""
-        with self._read() as session:
-            row = session.get(StageRow, stage_id)
+        with self._read() as connection:
+            row = connection.execute(queries.STAGE_BY_ID, {"stage_id": stage_id}).first()
             if row is None:
                 raise ValueError(f"stage {stage_id!r} not found")
-            workflow_row = session.get(WorkflowRow, row.workflow_id)
+            workflow_params = {"workflow_id": row.workflow_id}
+            workflow_row = connection.execute(queries.WORKFLOW_BY_ID, workflow_params).first()
             assert workflow_row is not None  # the foreign key guarantees it
             workflow = mapping.workflow_from_row(workflow_row)
             related = (
@@ -261,40 +214,53 @@ class SqlWorkflowStore(WorkflowStore):
                 | queries.upstream_filter(row.workflow_id, row.ref_id)
                 | ((StageRow.workflow_id == row.workflow_id) & (StageRow.parent_stage_id == stage_id))
             )
-            stages = self._load_stages(session, related)
+            stages = self._load_stages(connection, related)
         for stage in stages:
             workflow.stages.append(stage)
             stage.set_execution_strong(workflow)
         return next(s for s in stages if s.id == stage_id)
 
     def get_upstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]:
-        with self._read() as session:
-            return self._load_stages(session, queries.upstream_filter(execution_id, stage_ref_id))
+        with self._read() as connection:
+            return self._load_stages(connection, queries.upstream_filter(execution_id, stage_ref_id))
 
     def get_downstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]:
-        with self._read() as session:
-            return self._load_stages(session, queries.downstream_filter(execution_id, stage_ref_id))
+        with self._read() as connection:
+            return self._load_stages(connection, queries.downstream_filter(execution_id, stage_ref_id))
 
     def get_synthetic_stages(self, execution_id: str, parent_stage_id: str) -> list[StageExecution]:
-        with self._read() as session:
+        with self._read() as connection:
             return self._load_stages(
-                session,
+                connection,
                 (StageRow.workflow_id == execution_id) & (StageRow.parent_stage_id == parent_stage_id),
             )
 
-    def _load_stages(self, session: Session, condition: ColumnElement[bool]) -> list[StageExecution]:
-        return [stage for _, stage in _load_stages(session, condition)]
+    def _load_stages(self, connection: Connection, condition: ColumnElement[bool]) -> list[StageExecution]:
+        statements = (
+            queries.stages_where(condition),
+            queries.edges_of_stages(condition),
+            queries.tasks_of_stages(condition),
+        )
+        return [stage for _, stage in _load_stages(connection, statements, {})]
 
     def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]:
-        with self._read() as session:
-            found = session.execute(queries.ancestor_outputs(execution_id, stage_ref_id))
-            outputs: dict[str, dict[str, Any]] = dict(found.all())
-            if not outputs:
-                return {}
-            requisites: dict[str, set[str]] = {ref: set() for ref in outputs}
-            for ref, requisite in session.execute(queries.ancestor_edges(execution_id, stage_ref_id)):
-                if ref in requisites:
-                    requisites[ref].add(requisite)
+        """Ancestor outputs and the edges between ancestors in one round trip (see queries)."""
+        params = {"workflow_id": execution_id, "ref_id": stage_ref_id}
+        outputs: dict[str, dict[str, Any]] = {}
+        edges: list[tuple[str, str]] = []
+        with self._read() as connection:
+            statement = queries.ancestor_outputs_and_edges(self.profile.lateral_recursion)
+            for ref, document, requisite in connection.execute(statement, params):
+                if requisite is None:
+                    outputs[ref] = document
+                else:
+                    edges.append((ref, requisite))
+        if not outputs:
+            return {}
+        requisites: dict[str, set[str]] = {ref: set() for ref in outputs}
+        for ref, requisite in edges:
+            if ref in requisites:
+                requisites[ref].add(requisite)
         return merge_outputs(topological_order(requisites), outputs)
 
     # -- listings ---------------------------------------------------------------------------
@@ -315,21 +281,24 @@ class SqlWorkflowStore(WorkflowStore):
         """A page of whole workflows in four queries, however many it holds."""
         if criteria.page_size is not None and criteria.page_size < 0:
             raise ValidationError("criteria.page_size", f"must be >= 0 or None, got {criteria.page_size}")
-        with self._read() as session:
-            workflows = [
-                mapping.workflow_from_row(r)
-                for r in session.scalars(queries.workflow_page(column, value, criteria))
-            ]
+        statement, params = queries.workflow_page(column, value, criteria)
+        with self._read() as connection:
+            workflows = [mapping.workflow_from_row(r) for r in connection.execute(statement, params)]
             if workflows:
                 by_id = {w.id: w for w in workflows}
-                for workflow_id, stage in _load_stages(session, StageRow.workflow_id.in_(list(by_id))):
+                statements = (
+                    queries.STAGES_OF_WORKFLOWS,
+                    queries.EDGES_OF_WORKFLOWS,
+                    queries.TASKS_OF_WORKFLOWS,
+                )
+                for workflow_id, stage in _load_stages(connection, statements, {"workflow_ids": list(by_id)}):
                     by_id[workflow_id].add_stage(stage)
         return workflows
 
     def count_by_application(self, application: str) -> int:
-        with self._read() as session:
+        with self._read() as connection:
             return (
-                session.scalar(
+                connection.scalar(
                     select(func.count())
                     .select_from(WorkflowRow)
                     .where(WorkflowRow.application == application)
@@ -360,24 +329,29 @@ class SqlWorkflowStore(WorkflowStore):
         ended = func.coalesce(WorkflowRow.end_time, WorkflowRow.created_at)
         candidates = select(WorkflowRow.id).where(WorkflowRow.status.in_(allowed), ended < older_than_ms)
         if dry_run:
-            with self._read() as session:
-                return session.scalar(select(func.count()).select_from(candidates.subquery())) or 0
+            with self._read() as connection:
+                return connection.scalar(select(func.count()).select_from(candidates.subquery())) or 0
         purged = 0
         while True:
-            with self._write() as (session, _):
-                ids = list(session.scalars(candidates.order_by(WorkflowRow.id).limit(batch_size)))
-                if ids:
-                    session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.execution_id.in_(ids)))
-                    session.execute(delete(WorkflowRow).where(WorkflowRow.id.in_(ids)))
-            purged += len(ids)
-            if len(ids) < batch_size:
+            removed = self._purge_batch(candidates.order_by(WorkflowRow.id).limit(batch_size))
+            purged += removed
+            if removed < batch_size:
                 return purged
+
+    @retry_transient
+    def _purge_batch(self, batch: Select[str]) -> int:
+        with self._write() as session:
+            ids = list(session.scalars(batch))
+            if ids:
+                session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.execution_id.in_(ids)))
+                session.execute(delete(WorkflowRow).where(WorkflowRow.id.in_(ids)))
+        return len(ids)
 
     # -- messages ---------------------------------------------------------------------------
 
     def is_message_processed(self, message_id: str) -> bool:
-        with self._read() as session:
-            found = session.scalar(
+        with self._read() as connection:
+            found = connection.scalar(
                 select(ProcessedMessageRow.message_id).where(ProcessedMessageRow.message_id == message_id)
             )
             return found is not None
@@ -385,185 +359,72 @@ class SqlWorkflowStore(WorkflowStore):
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
-        with self._write() as (session, _):
-            self._mark_processed(session, message_id, handler_type, execution_id)
-
-    def _mark_processed(
-        self, session: Session, message_id: str, handler_type: str | None, execution_id: str | None
-    ) -> None:
-        values = mapping.processed_message_values(message_id, handler_type, execution_id)
-        self.profile.insert_ignore(session, table_of(ProcessedMessageRow), [values], ["message_id"])
+        with self.transaction() as txn:
+            txn.mark_message_processed(message_id, handler_type, execution_id)
 
     def cleanup_old_processed_messages(self, max_age_hours: float = 24.0) -> int:
         """Delete marks older than ``max_age_hours`` in batches, one short transaction each."""
         cutoff = now_ms() - int(max_age_hours * 3_600_000)
         deleted = 0
         while True:
-            with self._write() as (session, _):
-                ids = session.scalars(
-                    select(ProcessedMessageRow.message_id)
-                    .where(ProcessedMessageRow.processed_at < cutoff)
-                    .limit(_PROCESSED_BATCH)
-                ).all()
-                if ids:
-                    session.execute(
-                        delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids))
-                    )
-            deleted += len(ids)
-            if len(ids) < _PROCESSED_BATCH:
+            removed = self._cleanup_batch(cutoff)
+            deleted += removed
+            if removed < _PROCESSED_BATCH:
                 return deleted
+
+    @retry_transient
+    def _cleanup_batch(self, cutoff: int) -> int:
+        with self._write() as session:
+            ids = session.scalars(
+                select(ProcessedMessageRow.message_id)
+                .where(ProcessedMessageRow.processed_at < cutoff)
+                .limit(_PROCESSED_BATCH)
+            ).all()
+            if ids:
+                session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids)))
+        return len(ids)
 
     # -- health and transactions ------------------------------------------------------------
 
     def is_healthy(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            return False
-        return True
+        """True when the database answers and its schema is one this code can use (at head, or
+        ahead during a rolling deploy); False, never an exception, otherwise."""
+        return database_is_healthy(self.engine)
+
+    def health(self) -> HealthReport:
+        """Reachability, schema revision against head, queue depth and age, dead letters; see
+        ``stabilize.persistence.sql.health``. Never raises for a database problem."""
+        return check_health(self.engine)
 
     @contextmanager
-    def transaction(self, queue: Queue | None = None) -> Iterator[StoreTransaction]:
-        """One database transaction for a whole engine step; see ``SqlStoreTransaction``."""
-        with self._write() as (session, undo):
-            txn = SqlStoreTransaction(self, session, undo, queue)
-            yield txn
+    def transaction(self, queue: Queue | None = None) -> Iterator[SqlStoreTransaction]:
+        """One database transaction for a whole engine step (see ``SqlStoreTransaction``).
+
+        The block only collects the step's writes; they run when it ends. If the block raises,
+        nothing is written.
+        """
+        txn = SqlStoreTransaction(self.engine, queue)
+        yield txn
+        self._commit(txn)
         txn.after_commit()
 
-
-class SqlStoreTransaction(StoreTransaction):
-    """Everything of one step in one database transaction, queue messages included.
-
-    Messages go into the ``queue_messages`` table through this transaction's session, so a
-    crash can never leave the new state without the message that continues from it, nor the
-    reverse. Given a queue that does not live in this database, messages are pushed to it only
-    after the commit and ``is_atomic`` is False.
-    """
-
-    def __init__(self, store: SqlWorkflowStore, session: Session, undo: Undo, queue: Queue | None) -> None:
-        self._store = store
-        self._session = session
-        self._undo = undo
-        self._queue = queue
-        self._deferred: list[tuple[Message, float]] = []
-
-    @property
-    def is_atomic(self) -> bool:
-        return self._foreign_queue() is None
-
-    def _foreign_queue(self) -> Queue | None:
-        queue = self._queue
-        if queue is None or getattr(queue, "engine", None) is self._store.engine:
-            return None
-        return queue
-
-    @property
-    def session(self) -> Session:
-        """The transaction's Session, for effects that must commit (or not) with the step."""
-        return self._session
-
-    def store_workflow(self, workflow: Workflow) -> None:
-        """Insert a new workflow in this transaction, e.g. with the message that starts it."""
-        _insert_workflow(self._session, workflow)
-
-    def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None:
-        self._store._store_stage(self._session, self._undo, stage, expected_phase)
-
-    def update_workflow_status(self, workflow: Workflow) -> None:
-        self._store._update_workflow(self._session, workflow)
-
-    def push_message(self, message: Message, delay: float = 0) -> None:
-        if self._foreign_queue() is not None:
-            self._deferred.append((message, delay))
-            return
-        from stabilize.queue.sql import push_in_session
-
-        push_in_session(self._session, message, delay)
-
-    def mark_message_processed(
-        self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
-    ) -> None:
-        self._store._mark_processed(self._session, message_id, handler_type, execution_id)
-
-    def after_commit(self) -> None:
-        queue = self._foreign_queue()
-        if queue is not None:
-            for message, delay in self._deferred:
-                queue.push(message, delay)
+    @retry_transient
+    def _commit(self, txn: SqlStoreTransaction) -> None:
+        with self._write() as session:
+            on_commit = txn.apply(WriteContext(session, self.profile))
+        for action in on_commit:
+            action()
 
 
-def _load_stages(session: Session, condition: ColumnElement[bool]) -> list[tuple[str, StageExecution]]:
-    """(workflow id, stage) for the stages matching ``condition``, with their requisites and
-    tasks, in three queries whatever their number."""
-    rows = session.scalars(queries.stages_where(condition)).all()
+def _load_stages(
+    connection: Connection, statements: tuple[Select[Any], Select[Any], Select[Any]], params: dict[str, Any]
+) -> list[tuple[str, StageExecution]]:
+    """(workflow id, stage) for the stages the statements select (stages, their edges, their
+    tasks), with requisites and tasks, in three queries whatever their number."""
+    stages_query, edges_query, tasks_query = statements
+    rows = connection.execute(stages_query, params).all()
     if not rows:
         return []
-    requisites: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for edge in session.scalars(queries.edges_of_stages(condition)):
-        requisites[(edge.workflow_id, edge.ref_id)].append(edge.requisite_ref_id)
-    loaded = [
-        (r.workflow_id, mapping.stage_from_row(r, requisites.get((r.workflow_id, r.ref_id), ())))
-        for r in rows
-    ]
-    by_id = {stage.id: stage for _, stage in loaded}
-    for task_row in session.scalars(queries.tasks_of_stages(condition)):
-        by_id[task_row.stage_id].add_task(mapping.task_from_row(task_row))
+    loaded = mapping.stages_from_rows(rows, connection.execute(edges_query, params))
+    mapping.add_tasks({stage.id: stage for _, stage in loaded}, connection.execute(tasks_query, params))
     return loaded
-
-
-def _insert_workflow(session: Session, execution: Workflow) -> None:
-    """The workflow, its stages, edges and tasks: one bulk INSERT per table, all validated first."""
-    workflow = mapping.workflow_values(execution)
-    stages, edges, tasks = _graph_values(execution)
-    session.execute(insert(WorkflowRow), [workflow])
-    for row, values in ((StageRow, stages), (StageEdgeRow, edges), (TaskRow, tasks)):
-        if values:
-            session.execute(insert(row), values)
-
-
-def _graph_values(
-    workflow: Workflow,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Row values of every stage, edge and task of a workflow, validated before any SQL runs."""
-    stages: list[dict[str, Any]] = []
-    edges: list[dict[str, Any]] = []
-    tasks: list[dict[str, Any]] = []
-    seen_refs: dict[str, int] = {}
-    for position, stage in enumerate(workflow.stages):
-        path = f"stages[{position}]"
-        stages.append(mapping.stage_values(stage, workflow.id, position, path))
-        if stage.ref_id in seen_refs:
-            raise ValidationError(
-                f"{path}.ref_id", f"{stage.ref_id!r} is also the ref id of stages[{seen_refs[stage.ref_id]}]"
-            )
-        seen_refs[stage.ref_id] = position
-        edges.extend(mapping.edge_values(stage, workflow.id, path))
-        tasks.extend(
-            mapping.task_values(task, stage.id, i, f"{path}.tasks[{i}]") for i, task in enumerate(stage.tasks)
-        )
-    return stages, edges, tasks
-
-
-def _task_values(stage: StageExecution, *, next_version: bool) -> list[dict[str, Any]]:
-    values = [mapping.task_values(t, stage.id, i, f"stage.tasks[{i}]") for i, t in enumerate(stage.tasks)]
-    if next_version:
-        for row in values:
-            row["version"] += 1
-    return values
-
-
-def _bump_versions(stage: StageExecution, undo: Undo) -> None:
-    """Move the in-memory versions to the row's, remembering how to move them back."""
-    old_stage = stage.version
-    old_tasks = [(t, t.version) for t in stage.tasks]
-    stage.version += 1
-    for task in stage.tasks:
-        task.version += 1
-
-    def restore() -> None:
-        stage.version = old_stage
-        for task, version in old_tasks:
-            task.version = version
-
-    undo.append(restore)

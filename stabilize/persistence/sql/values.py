@@ -23,6 +23,10 @@ MAX_DEPTH = 31
 #: PostgreSQL's JSONB keeps numbers as NUMERIC and prints integral ones without a fraction, so a
 #: float this large would come back as an int; refused everywhere rather than changed on one.
 FLOAT_LIMIT = 1e16
+#: Longest integer stored: Python's default ``sys.get_int_max_str_digits()``, beyond which
+#: ``json.dumps`` (writing) and ``json.loads`` (reading) raise ValueError on every driver.
+MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**MAX_INT_DIGITS
 
 
 def encode_document(value: dict[str, Any], path: str) -> dict[str, Any]:
@@ -38,7 +42,9 @@ def _encode(value: Any, path: str, depth: int) -> Any:
     if kind is str:
         _check_text(value, path)
         return value
-    if kind is int or kind is bool or value is None:
+    if kind is int:
+        return _check_int(value, path)
+    if kind is bool or value is None:
         return value
     if kind is float:
         return _check_float(value, path)
@@ -68,6 +74,16 @@ def _stable(items: set[Any] | frozenset[Any]) -> list[Any]:
         return list(items)
 
 
+def _check_int(value: int, path: str) -> int:
+    if -_INT_BOUND < value < _INT_BOUND:
+        return value
+    raise ValidationError(
+        path,
+        f"integer with more than {MAX_INT_DIGITS} digits is too long for JSON text (Python's int-to-text "
+        "limit, which every driver's JSON encoder and decoder meets); store it as a string",
+    )
+
+
 def _check_float(value: float, path: str) -> float:
     if not math.isfinite(value):
         raise ValidationError(path, f"{value!r} is not a finite number and has no JSON form")
@@ -86,7 +102,9 @@ def _encode_standard(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, PurePath | UUID):
-        return str(value)
+        text = str(value)
+        _check_text(text, path)  # a Path may hold NUL, or surrogates from undecodable file names
+        return text
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValidationError(path, f"{value!r} is not a finite number and has no JSON form")

@@ -7,13 +7,27 @@ with portable SQL so an unknown SQLAlchemy dialect still works, only less effici
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import URL, Connection, Dialect, Table, bindparam, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+logger = logging.getLogger(__name__)
+
 RowValues = dict[str, Any]
+
+
+def load_document(text: str) -> Any:
+    """``json.loads`` for JSON columns read as text (SQLite, MySQL), with the commonest document,
+    the empty object (outputs, exception details), returned without parsing: a new dict each time,
+    as ``json.loads`` gives."""
+    if text == "{}":
+        return {}
+    return json.loads(text)
 
 
 class GenericProfile:
@@ -21,6 +35,8 @@ class GenericProfile:
 
     #: SQLAlchemy dialect name this profile serves (``engine.dialect.name``).
     name = "generic"
+    #: Longest wait, in seconds, for another process's migration to finish before giving up.
+    migration_lock_timeout: float = 600.0
 
     def prepare_url(self, url: URL) -> URL:
         """Add driver options the store relies on (a charset, say) when the URL lacks them."""
@@ -37,8 +53,71 @@ class GenericProfile:
         """Start a transaction the dialect's own way; return False to let the driver do it."""
         return False
 
+    @contextmanager
+    def migration_lock(self, connection: Connection) -> Iterator[None]:
+        """Hold this database's migration lock for the block: one migrating process at a time.
+
+        Take it on a connection that has not begun a transaction, before Alembic reads the
+        version table, and run the migrations inside the block on the same connection. The
+        block's work is committed (rolled back on error) *before* the lock is released, so the
+        next holder reads the finished schema and finds nothing left to do. A process that dies
+        holding it loses it with its connection. Waits at most ``migration_lock_timeout`` seconds,
+        then raises ``SchemaError``.
+
+        The generic profile has no lock: on a dialect without a profile, running one migrator at
+        a time is the deployment's job.
+        """
+        if connection.in_transaction():
+            raise RuntimeError(
+                "migration_lock needs a connection outside a transaction: the lock must be held "
+                "before the migration's transaction reads the version table"
+            )
+        self._lock_migrations(connection)
+        try:
+            yield
+            if connection.in_transaction():
+                connection.commit()
+        finally:
+            try:
+                if connection.in_transaction():
+                    connection.rollback()
+                self._unlock_migrations(connection)
+            except Exception:
+                # Never hides the block's own error or outcome: a connection that cannot release
+                # the lock is dropped instead, and the server releases a session's locks with it.
+                logger.warning("could not release the migration lock; closing the connection", exc_info=True)
+                with suppress(Exception):
+                    connection.invalidate()
+
+    def _lock_migrations(self, connection: Connection) -> None:
+        """Take the migration lock (see ``migration_lock``); may leave a transaction begun."""
+
+    def _unlock_migrations(self, connection: Connection) -> None:
+        """Release what ``_lock_migrations`` took; runs after the block's transaction ended."""
+
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         """Whether ``SELECT ... FOR UPDATE SKIP LOCKED`` works on this server."""
+        return False
+
+    #: Isolation level for the store's read-only calls on a READ COMMITTED database, where every
+    #: statement reads its own snapshot in or out of a transaction: "AUTOCOMMIT" then saves each
+    #: read its BEGIN and ROLLBACK round trips. None: reads run in a transaction (SQLite's gives
+    #: one snapshot for all of a call's queries).
+    read_isolation: str | None = None
+
+    #: Whether recursive queries (the ancestors of a stage) should take each step through a
+    #: LATERAL subquery, forcing one index probe per row found; for planners that would rather
+    #: rescan a whole range at every step (PostgreSQL). Needs LATERAL support.
+    lateral_recursion: bool = False
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether the DBAPI ``error`` means "this transaction lost a race; run it again":
+        a deadlock, a serialization failure, a busy database. Decided by driver error code,
+        never by message text. Nothing is transient for an unknown dialect."""
+        return False
+
+    def is_unreachable(self, error: BaseException) -> bool:
+        """Whether the DBAPI ``error`` means the server cannot be reached or went away."""
         return False
 
     def upsert(

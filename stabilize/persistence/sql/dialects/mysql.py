@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Dialect, Table
+from sqlalchemy import URL, Connection, Dialect, Table, text
+from sqlalchemy.dialects.mysql import Insert
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.orm import Session
 
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
+from stabilize.errors import SchemaError
+from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues, load_document
+
+#: Prefix of the migration lock's name; GET_LOCK names are server-wide, so the name adds the
+#: database's. Names are limited to 64 characters.
+MIGRATION_LOCK_PREFIX = "stabilize.migrate."
+_LOCK_NAME_LIMIT = 64
+
+#: ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT: the transaction was rolled back (or its statement
+#: was, and we roll back the rest), so running it again is safe.
+TRANSIENT_ERROR_CODES = frozenset({1213, 1205})
+#: Can't connect (2002, 2003), server gone away (2006), lost connection (2013), shutting down
+#: (1053): client and server error codes of the MySQL protocol.
+UNREACHABLE_ERROR_CODES = frozenset({1053, 2002, 2003, 2006, 2013})
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _code(error: BaseException) -> object:
+    args = getattr(error, "args", ())
+    return args[0] if args else None
 
 
 class MysqlProfile(GenericProfile):
@@ -29,7 +51,10 @@ class MysqlProfile(GenericProfile):
             "pool_size": 5,
             "max_overflow": 10,
             "pool_recycle": 3600,
+            "pool_timeout": 10,
             "isolation_level": "READ COMMITTED",
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            "json_deserializer": load_document,
         }
 
     def on_connect(self, dbapi_connection: Any) -> None:
@@ -42,6 +67,36 @@ class MysqlProfile(GenericProfile):
             )
         finally:
             cursor.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        return _code(error) in TRANSIENT_ERROR_CODES
+
+    def is_unreachable(self, error: BaseException) -> bool:
+        return _code(error) in UNREACHABLE_ERROR_CODES
+
+    def _lock_migrations(self, connection: Connection) -> None:
+        # GET_LOCK is held by the session, not a transaction: MySQL commits around every DDL
+        # statement, so a transaction-scoped lock would end with the first CREATE TABLE.
+        name = migration_lock_name(connection.execute(text("SELECT DATABASE()")).scalar())
+        timeout = max(0, round(self.migration_lock_timeout))
+        got = connection.execute(text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": timeout})
+        obtained = got.scalar()
+        connection.commit()  # the migration's transaction begins after the lock is held
+        if obtained != 1:
+            reason = "timed out" if obtained == 0 else "failed (the server returned NULL)"
+            raise SchemaError(
+                f"could not take the migration lock {name!r}: GET_LOCK {reason} after waiting up to "
+                f"{timeout} s; another process is migrating this database. Retry when it has finished"
+            )
+        connection.info["stabilize_migration_lock"] = name
+
+    def _unlock_migrations(self, connection: Connection) -> None:
+        name = connection.info.pop("stabilize_migration_lock", None)
+        if name is not None:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            connection.commit()
+
+    read_isolation = "AUTOCOMMIT"
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         version = dialect.server_version_info or (0,)
@@ -57,16 +112,36 @@ class MysqlProfile(GenericProfile):
         update_columns: Sequence[str],
     ) -> None:
         if rows:
-            stmt = mysql_insert(table)
-            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns})
-            session.execute(stmt, list(rows))
+            stmt = _upsert_statement(table, tuple(update_columns))
+            session.connection().execute(stmt, list(rows))
 
     def insert_ignore(
         self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
     ) -> None:
         if rows:
-            # ON DUPLICATE KEY UPDATE of a key to itself, rather than INSERT IGNORE, which would
-            # also swallow errors other than the duplicate key.
-            stmt = mysql_insert(table)
-            key = keys[0]
-            session.execute(stmt.on_duplicate_key_update({key: stmt.inserted[key]}), list(rows))
+            session.connection().execute(_insert_ignore_statement(table, keys[0]), list(rows))
+
+
+# Built once per table and columns (and executed on the Session's connection, a Core statement
+# with rows): building ``inserted`` and going through the ORM's bulk path cost more than the write.
+@lru_cache(maxsize=64)
+def _upsert_statement(table: Table, update_columns: tuple[str, ...]) -> Insert:
+    stmt = mysql_insert(table)
+    return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns})
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore_statement(table: Table, key: str) -> Insert:
+    # ON DUPLICATE KEY UPDATE of a key to itself, rather than INSERT IGNORE, which would also
+    # swallow errors other than the duplicate key.
+    stmt = mysql_insert(table)
+    return stmt.on_duplicate_key_update({key: stmt.inserted[key]})
+
+
+def migration_lock_name(database: str | None) -> str:
+    """The GET_LOCK name that serializes migrations of ``database`` (at most 64 characters)."""
+    name = MIGRATION_LOCK_PREFIX + (database or "")
+    if len(name) > _LOCK_NAME_LIMIT:
+        digest = hashlib.sha256((database or "").encode()).hexdigest()
+        name = MIGRATION_LOCK_PREFIX + digest[: _LOCK_NAME_LIMIT - len(MIGRATION_LOCK_PREFIX)]
+    return name

@@ -3,23 +3,88 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Dialect, Table
+from sqlalchemy import URL, Connection, Dialect, Table, text
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from stabilize.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
+
+#: The advisory lock key of schema migrations ("stab-mig" as a big-endian int64). Advisory keys
+#: are scoped to the current database, so migrations of different databases never wait on each other.
+MIGRATION_LOCK_KEY = int.from_bytes(b"stab-mig", "big")
+#: SQLSTATE of a lock wait that ran out of ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+
+#: serialization_failure, deadlock_detected, lock_not_available (PostgreSQL appendix A).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 class PostgresProfile(GenericProfile):
     name = "postgresql"
 
     def engine_options(self, url: URL) -> dict[str, Any]:
-        return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+        # pre-ping: a pooled connection left stale by a server restart is replaced at checkout.
+        # connect_timeout: an unreachable server fails the call in seconds instead of hanging.
+        # jit=off: the store's queries are short; the JIT's compile time (tens of ms, triggered by
+        # the cost estimates of recursive queries) would dwarf their run time.
+        return {
+            "pool_pre_ping": True,
+            "pool_size": 5,
+            "max_overflow": 10,
+            "pool_timeout": 10,
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c jit=off"},
+        }
+
+    #: Each step of a recursive CTE otherwise hash-joins with every edge of the workflow.
+    lateral_recursion = True
+    read_isolation = "AUTOCOMMIT"
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         return True
+
+    def _lock_migrations(self, connection: Connection) -> None:
+        # A session-level advisory lock, taken in a transaction of its own and committed at once:
+        # the migration's transaction then begins after the lock is held, so even under
+        # REPEATABLE READ its snapshot includes the previous holder's committed schema.
+        # lock_timeout (local to this transaction) bounds the wait.
+        timeout_ms = str(int(self.migration_lock_timeout * 1000))
+        try:
+            connection.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": timeout_ms})
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            connection.rollback()
+            raise SchemaError(
+                f"could not take the migration lock within {self.migration_lock_timeout:g} s: another "
+                "process is migrating this database (pg_advisory_lock "
+                f"{MIGRATION_LOCK_KEY}); retry when it has finished"
+            ) from exc
+
+    def _unlock_migrations(self, connection: Connection) -> None:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
+
+    def is_transient(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+    def is_unreachable(self, error: BaseException) -> bool:
+        # A failed connect has no SQLSTATE; class 08 is "connection exception"; 57P0x is a
+        # server shutting down or starting up.
+        import psycopg  # the postgres extra; only PostgreSQL errors reach this method
+
+        if not isinstance(error, psycopg.OperationalError):
+            return False
+        state = error.sqlstate
+        return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
     def upsert(
         self,
@@ -30,14 +95,25 @@ class PostgresProfile(GenericProfile):
         update_columns: Sequence[str],
     ) -> None:
         if rows:
-            stmt = pg_insert(table)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys), set_={c: stmt.excluded[c] for c in update_columns}
-            )
-            session.execute(stmt, list(rows))
+            stmt = _upsert_statement(table, tuple(keys), tuple(update_columns))
+            session.connection().execute(stmt, list(rows))
 
     def insert_ignore(
         self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
     ) -> None:
         if rows:
-            session.execute(pg_insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
+            session.connection().execute(_insert_ignore_statement(table, tuple(keys)), list(rows))
+
+
+# Built once per table and columns (and executed on the Session's connection, a Core statement
+# with rows): building ``excluded`` and going through the ORM's bulk path cost more than the write.
+@lru_cache(maxsize=64)
+def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Insert:
+    stmt = pg_insert(table)
+    set_ = {c: stmt.excluded[c] for c in update_columns}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Insert:
+    return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import URL, Connection, Table
+from sqlalchemy.dialects.sqlite import Insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
+from stabilize.errors import SchemaError
+from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues, load_document
 
 #: Connection execution option that marks a transaction as one that will write.
 WRITE_INTENT = "stabilize_write"
@@ -24,10 +28,14 @@ class SqliteProfile(GenericProfile):
     name = "sqlite"
 
     def engine_options(self, url: URL) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "connect_args": {"check_same_thread": False},
+            "json_deserializer": load_document,
+        }
         if is_memory(url):
             # One shared connection: otherwise every pooled connection is its own empty database.
-            return {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-        return {"connect_args": {"check_same_thread": False}}
+            options["poolclass"] = StaticPool
+        return options
 
     def on_connect(self, dbapi_connection: Any) -> None:
         # Take transaction control from the sqlite3 module, which would otherwise BEGIN lazily
@@ -48,12 +56,43 @@ class SqliteProfile(GenericProfile):
         finally:
             cursor.close()
 
+    def is_transient(self, error: BaseException) -> bool:
+        # SQLITE_BUSY / SQLITE_LOCKED, after busy_timeout has already waited.
+        return getattr(error, "sqlite_errorcode", None) in (5, 6)
+
+    def is_unreachable(self, error: BaseException) -> bool:
+        # SQLITE_CANTOPEN: the file or its directory cannot be opened.
+        return getattr(error, "sqlite_errorcode", None) == 14
+
     def on_begin(self, connection: Connection) -> bool:
         # A writer takes the write lock when it begins, so two writers queue on busy_timeout
         # instead of deadlocking when both try to upgrade a read lock.
         write = connection.get_execution_options().get(WRITE_INTENT, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
         return True
+
+    def _lock_migrations(self, connection: Connection) -> None:
+        # The lock is the migration's own transaction, begun IMMEDIATE (SQLite's write lock)
+        # before Alembic reads the version table; it ends, releasing the lock, when the block
+        # commits. busy_timeout is raised for the wait only; pragmas go to the driver connection
+        # directly, so that they do not begin a (deferred) transaction of their own.
+        raw = connection.connection.driver_connection
+        assert raw is not None, "the connection has been invalidated"
+        previous = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        raw.execute(f"PRAGMA busy_timeout={int(self.migration_lock_timeout * 1000)}")
+        try:
+            connection.execution_options(**{WRITE_INTENT: True})
+            connection.begin()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlite_errorcode", None) not in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+                raise
+            raise SchemaError(
+                f"could not take the migration lock within {self.migration_lock_timeout:g} s (BEGIN "
+                "IMMEDIATE): another process is writing to or migrating this database; retry when it "
+                "has finished"
+            ) from exc
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={previous}")
 
     def upsert(
         self,
@@ -64,16 +103,25 @@ class SqliteProfile(GenericProfile):
         update_columns: Sequence[str],
     ) -> None:
         if rows:
-            stmt = sqlite_insert(table)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys), set_={c: stmt.excluded[c] for c in update_columns}
-            )
-            session.execute(stmt, list(rows))
+            stmt = _upsert_statement(table, tuple(keys), tuple(update_columns))
+            session.connection().execute(stmt, list(rows))
 
     def insert_ignore(
         self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
     ) -> None:
         if rows:
-            session.execute(
-                sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows)
-            )
+            session.connection().execute(_insert_ignore_statement(table, tuple(keys)), list(rows))
+
+
+# Built once per table and columns (and executed on the Session's connection, a Core statement
+# with rows): building ``excluded`` and going through the ORM's bulk path cost more than the write.
+@lru_cache(maxsize=64)
+def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Insert:
+    stmt = sqlite_insert(table)
+    set_ = {c: stmt.excluded[c] for c in update_columns}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Insert:
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))

@@ -1,0 +1,307 @@
+"""`make bench`: our store against upstream stabilize 0.33.1, side by side, plus the raw ceiling.
+
+    .venv/bin/python bench/run.py                      # 3 rounds, SQLite (WAL) + PostgreSQL + MariaDB
+    .venv/bin/python bench/run.py --rounds 5 --dialects sqlite
+    .venv/bin/python bench/run.py --small --rounds 1   # smoke test: every workload and check, fast
+
+Upstream runs in its own virtual environment (bench/.venv-upstream, created here on first use
+with ``pip install stabilize==0.33.1`` and psycopg), each side in a subprocess of its own
+interpreter, on a fresh database per side and round (a SQLite file with WAL, or a throw-away
+PostgreSQL / MariaDB database, dropped afterwards). Rounds interleave the sides, rotating their
+order each round. The table gives ops/s (median and min over rounds), the ratio ours / upstream
+and, where measured, ours / the raw-driver ceiling. A workload whose answer is wrong fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OURS_PY = Path(sys.executable)
+UPSTREAM_VENV = BENCH / ".venv-upstream"
+UPSTREAM_PY = UPSTREAM_VENV / "bin" / "python"
+UPSTREAM_REQUIREMENTS = ["stabilize==0.33.1", "psycopg[binary]", "psycopg_pool"]
+POSTGRES_ADMIN = os.environ.get("STABILIZE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_ADMIN = os.environ.get("STABILIZE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+SIDE_TIMEOUT = 600
+
+sys.path.insert(0, str(BENCH))
+from workloads import CEILING_WORKLOADS, WORKLOADS  # noqa: E402
+
+#: Targets from issue #5: ours / upstream at least this, per workload (default 1.0).
+TARGETS = {
+    "retrieve": 3.0,
+    "page": 3.0,
+    "page_status_filter": 3.0,
+    "merge_chain_1000": 2.0,
+    "merge_diamond_1000": 2.0,
+    "merge_fanin_1000": 2.0,
+}
+
+
+def ensure_upstream_venv() -> None:
+    check = [
+        str(UPSTREAM_PY),
+        "-c",
+        "import importlib.metadata as m; assert m.version('stabilize') == '0.33.1'",
+    ]
+    if (
+        UPSTREAM_PY.exists()
+        and subprocess.run(check, capture_output=True, cwd=tempfile.gettempdir()).returncode == 0
+    ):
+        return
+    print(
+        f"creating {UPSTREAM_VENV.relative_to(ROOT)} with {' '.join(UPSTREAM_REQUIREMENTS)} ...", flush=True
+    )
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(UPSTREAM_VENV)], check=True)
+    pip = [str(UPSTREAM_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *UPSTREAM_REQUIREMENTS], check=True)
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+
+def _admin(admin_url: str, statement: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from stabilize.persistence.sql.engine import normalize_url
+
+    engine = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(statement))  # a generated identifier, never user input
+    finally:
+        engine.dispose()
+
+
+def server_up(admin_url: str) -> bool:
+    try:
+        _admin(admin_url, "SELECT 1")
+    except Exception as exc:
+        print(f"  skipped: {admin_url} unreachable ({type(exc).__name__})", flush=True)
+        return False
+    return True
+
+
+class Database:
+    """A fresh database for one side and round; dropped (or deleted) on exit."""
+
+    def __init__(self, dialect: str, tmp: Path) -> None:
+        self.dialect = dialect
+        self.name = f"stab_bench_{uuid.uuid4().hex[:10]}"
+        self.admin = {"postgresql": POSTGRES_ADMIN, "mysql": MYSQL_ADMIN}.get(dialect)
+        if self.admin is None:
+            self.url = f"sqlite:///{tmp / (self.name + '.db')}"
+        else:
+            from stabilize.persistence.sql.engine import normalize_url
+
+            _admin(self.admin, f"CREATE DATABASE {self.name}")
+            if dialect == "postgresql":
+                # Commits do not wait for the WAL flush (both sides alike): the bench measures the
+                # libraries, not this machine's fsync. SQLite runs WAL with synchronous=NORMAL,
+                # which does not sync on commit either. MariaDB keeps the server's setting.
+                _admin(self.admin, f"ALTER DATABASE {self.name} SET synchronous_commit = off")
+            url = normalize_url(self.admin).set(database=self.name)
+            if dialect == "postgresql":  # a libpq URL: upstream's psycopg pool takes no driver suffix
+                url = url.set(drivername="postgresql")
+            self.url = url.render_as_string(hide_password=False)
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        if self.admin is not None:
+            drop = f"DROP DATABASE IF EXISTS {self.name}"
+            if self.dialect == "postgresql":
+                drop += " WITH (FORCE)"
+            _admin(self.admin, drop)
+
+
+# -- running sides ---------------------------------------------------------------------------------
+
+
+def run_side(side: str, dialect: str, url: str, workloads: list[str], small: bool) -> list[dict[str, Any]]:
+    python = UPSTREAM_PY if side == "upstream" else OURS_PY
+    command = [str(python), str(BENCH / "driver.py"), "--side", side, "--dialect", dialect, "--url", url]
+    command += ["--workloads", ",".join(workloads)] + (["--small"] if small else [])
+    env = {**os.environ, "STABILIZE_SQLITE_JOURNAL_MODE": "WAL", "PYTHONHASHSEED": "0"}
+    # cwd outside the repository: upstream's interpreter must import its own ``stabilize``.
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=SIDE_TIMEOUT
+    )
+    lines = done.stdout.strip().splitlines()
+    out = json.loads(lines[-1]) if lines else {"error": f"no output, exit code {done.returncode}"}
+    if "error" in out:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"{side} on {dialect} failed: {out['error']}")
+    results: list[dict[str, Any]] = out["results"]
+    return results
+
+
+def memory_check(dialect: str, tmp: Path, stages: int) -> dict[str, Any] | None:
+    with Database(dialect, tmp) as url:
+        command = [str(OURS_PY), str(BENCH / "driver.py"), "--memory", "--url", url, "--stages", str(stages)]
+        done = subprocess.run(
+            command, capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=SIDE_TIMEOUT
+        )
+    lines = done.stdout.strip().splitlines()
+    out = json.loads(lines[-1]) if lines else {"error": done.stderr[-2000:]}
+    if "error" in out:
+        raise SystemExit(f"memory check on {dialect} failed: {out['error']}")
+    memory: dict[str, Any] = out["memory"]
+    return memory
+
+
+# -- table ------------------------------------------------------------------------------------------
+
+
+def rate(result: dict[str, Any]) -> float:
+    return float(result["ops"] / result["seconds"]) if result["seconds"] else float("inf")
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def print_table(
+    rates: dict[tuple[str, str, str], list[float]], dialects: list[str], names: list[str]
+) -> list[str]:
+    """The table, and the workloads that missed a target."""
+    missed: list[str] = []
+    header = (
+        f"{'workload':<22}{'dialect':<11}{'ours med':>10}{'ours min':>10}{'upstr med':>10}{'upstr min':>10}"
+        f"{'ours/up':>9}{'(min)':>8}{'target':>8}{'ceil med':>10}{'ours/ceil':>10}"
+    )
+    print("\nops/s, median and min over rounds (higher is better)")
+    print(header)
+    print("-" * len(header))
+    for dialect in dialects:
+        for name in names:
+            ours = rates.get(("ours", dialect, name))
+            if not ours:
+                continue
+            up = rates.get(("upstream", dialect, name))
+            ceil = rates.get(("raw", dialect, name))
+            o_med, o_min = statistics.median(ours), min(ours)
+            u_med, u_min = (statistics.median(up), min(up)) if up else (None, None)
+            c_med = statistics.median(ceil) if ceil else None
+            target = TARGETS.get(name, 1.0) if up else None
+            verdict = ""
+            if target is not None and u_med:
+                met = o_med / u_med >= target
+                verdict = "ok" if met else "MISS"
+                if not met:
+                    missed.append(f"{name} on {dialect}: {o_med / u_med:.2f}x (target {target:.1f}x)")
+            print(
+                f"{name:<22}{dialect:<11}{fmt(o_med):>10}{fmt(o_min):>10}{fmt(u_med):>10}{fmt(u_min):>10}"
+                f"{ratio(o_med, u_med):>9}{ratio(o_min, u_min):>8}"
+                f"{(f'{target:.0f}x ' + verdict) if target else '':>8}"
+                f"{fmt(c_med):>10}{ratio(o_med, c_med):>10}"
+            )
+        sparse = [n for n in names if n.startswith("merge_sparse10_")]
+        for name in sparse:
+            size = name.rsplit("_", 1)[1]
+            s, c = rates.get(("ours", dialect, name)), rates.get(("ours", dialect, f"merge_chain_{size}"))
+            if s and c:
+                factor = statistics.median(s) / statistics.median(c)
+                verdict = "ok" if factor >= 10 else "MISS"
+                if factor < 10:
+                    missed.append(f"{name} vs merge_chain_{size} on {dialect}: {factor:.1f}x (target 10x)")
+                print(
+                    f"{'  10 ancestors vs chain':<33}ours: {factor:.1f}x faster than the"
+                    f" {size}-ancestor chain"
+                    f" (target 10x) {verdict}"
+                )
+    return missed
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the raw-driver ceiling")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 10,000-stage memory check")
+    parser.add_argument("--small", action="store_true", help="smoke-test sizes")
+    parser.add_argument("--json", type=Path, help="also write every raw result here")
+    args = parser.parse_args()
+    began = time.monotonic()
+    ensure_upstream_venv()
+    wanted = args.workloads.split(",")
+    dialects = [
+        d
+        for d in args.dialects.split(",")
+        if d == "sqlite" or server_up(POSTGRES_ADMIN if d == "postgresql" else MYSQL_ADMIN)
+    ]
+    rates: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    raw_results: list[dict[str, Any]] = []
+    names: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="stabilize-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        for round_no in range(1, args.rounds + 1):
+            for dialect in dialects:
+                sides = ["ours"]
+                if dialect in ("sqlite", "postgresql"):
+                    sides.append("upstream")
+                    if not args.no_ceiling:
+                        sides.append("raw")
+                shift = (round_no - 1) % len(sides)
+                for side in sides[shift:] + sides[:shift]:
+                    chosen = [w for w in wanted if side != "raw" or w in CEILING_WORKLOADS]
+                    if not chosen:
+                        continue
+                    t0 = time.monotonic()
+                    with Database(dialect, tmp) as url:
+                        results = run_side(side, dialect, url, chosen, args.small)
+                    print(
+                        f"round {round_no} {dialect:<10} {side:<8} {time.monotonic() - t0:6.1f} s", flush=True
+                    )
+                    for result in results:
+                        rates[(side, dialect, result["workload"])].append(rate(result))
+                        raw_results.append({"round": round_no, "side": side, "dialect": dialect, **result})
+                        if result["workload"] not in names:
+                            names.append(result["workload"])
+        missed = print_table(rates, dialects, names)
+        if not args.no_memory:
+            stages = 1000 if args.small else 10_000
+            memory = memory_check("sqlite", tmp, stages)
+            if memory is not None:
+                verdict = "ok" if memory["peak_mb"] < 200 else "MISS"
+                if verdict == "MISS":
+                    missed.append(f"memory: {memory['peak_mb']:.0f} MB peak RSS (target < 200 MB)")
+                print(
+                    f"\nmemory (ours, SQLite): store + retrieve one {stages:,}-stage workflow: peak RSS "
+                    f"{memory['peak_mb']:.0f} MB (after start-up {memory['baseline_mb']:.0f} MB;"
+                    f" target < 200 MB) "
+                    f"{verdict}; store {memory['store_s']:.2f} s, retrieve {memory['retrieve_s']:.2f} s"
+                )
+    if args.json:
+        args.json.write_text(json.dumps(raw_results, indent=1))
+    print("\nall answers checked: round trips, merged outputs, pages, queue (no duplicate, no loss)")
+    print("below target: " + ("; ".join(missed) if missed else "none"))
+    print(f"total time {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Is the store usable, and how is its queue doing: answered truthfully, never by an exception.
+
+``check_health`` opens one connection and runs a handful of small queries, each bounded by an
+index and a ``LIMIT`` whatever the tables hold:
+
+1. ``SELECT 1``: the database answers (else ``reachable=False`` and the error's first line, with
+   the URL's password masked);
+2. the Alembic version table: the schema revision, against this code's head;
+3. the queue's first ``count_limit + 1`` rows in id order: depth (shown as "more than
+   ``count_limit``" beyond it) and the age of the oldest message still unacked among them;
+4. the dead letters' first ``count_limit + 1`` rows: how many.
+
+Healthy means reachable, with a schema this code can use: at head, or *ahead* of it (a newer
+release migrated the database during a rolling deploy, which the store accepts too, see
+``migrate.ensure_current``); a schema behind head is unhealthy until ``stabilize db upgrade`` runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from sqlalchemy import Connection, Engine, func, select, text
+
+from stabilize.models.ids import now_ms
+from stabilize.persistence.sql import migrate
+from stabilize.persistence.sql.engine import mask
+from stabilize.persistence.sql.rows import DeadLetterRow, QueueMessageRow, table_of
+
+#: Rows counted at most per table: a health probe must stay cheap on a queue of millions.
+COUNT_LIMIT = 10_000
+
+_QUEUE = table_of(QueueMessageRow)
+_DEAD_LETTERS = table_of(DeadLetterRow)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``SqlWorkflowStore.health()`` and ``stabilize health`` report.
+
+    Counts stop at ``count_limit``: ``queue_depth == count_limit`` with ``queue_depth_capped``
+    means "at least that many". Queue fields are None when they could not be measured (an
+    unreachable database, or one with no schema yet).
+    """
+
+    url: str
+    """The database URL with its password masked."""
+    healthy: bool
+    reachable: bool
+    revision: str | None
+    """The schema revision the database records; None for an empty database (or unreachable)."""
+    head: str
+    """The newest revision this code knows."""
+    at_head: bool
+    schema: str | None
+    """``at head``, ``behind`` (unhealthy: run the upgrade) or ``ahead`` (a newer release's)."""
+    queue_depth: int | None
+    queue_depth_capped: bool
+    oldest_message_age_ms: int | None
+    """Age of the oldest unacked message (created_at against the app clock), None when empty."""
+    dead_letters: int | None
+    dead_letters_capped: bool
+    count_limit: int
+    error: str | None
+    """Why the check failed: the first line of the database error, password masked."""
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the report is unhealthy, one line each; empty when healthy."""
+        found: list[str] = []
+        if not self.reachable:
+            found.append(f"database unreachable: {self.error}")
+            return found
+        if self.schema == "behind":
+            found.append(
+                f"schema at revision {self.revision or 'none (empty database)'}, this code needs "
+                f"{self.head}: run `stabilize db upgrade`"
+            )
+        if self.error is not None:
+            found.append(f"check failed: {self.error}")
+        return found
+
+
+def check_health(engine: Engine, *, count_limit: int = COUNT_LIMIT) -> HealthReport:
+    """The report for the database behind ``engine``; never raises for a database problem."""
+    head = migrate.head()
+    measured: dict[str, Any] = {
+        "reachable": False,
+        "revision": None,
+        "schema": None,
+        "queue_depth": None,
+        "queue_depth_capped": False,
+        "oldest_message_age_ms": None,
+        "dead_letters": None,
+        "dead_letters_capped": False,
+        "error": None,
+    }
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            measured["reachable"] = True
+            revision = migrate.current_of(connection)
+            measured["revision"] = revision
+            measured["schema"] = migrate.schema_state(revision)
+            if revision is not None:  # every revision has the queue tables
+                measured.update(_queue_measures(connection, count_limit))
+    except Exception as exc:  # the point: a probe reports, it does not raise
+        measured["error"] = first_line(exc, engine.url.password)
+    healthy = measured["reachable"] and measured["error"] is None and measured["schema"] != "behind"
+    return HealthReport(
+        url=mask(engine.url),
+        healthy=healthy,
+        head=head,
+        at_head=measured["revision"] == head,
+        count_limit=count_limit,
+        **measured,
+    )
+
+
+def database_is_healthy(engine: Engine) -> bool:
+    """True when the database answers and its schema is one this code can use; never raises."""
+    try:
+        return check_health(engine).healthy
+    except Exception:  # e.g. the migration scripts themselves cannot be read
+        return False
+
+
+def _queue_measures(connection: Connection, count_limit: int) -> dict[str, Any]:
+    first = select(_QUEUE.c.id, _QUEUE.c.created_at).order_by(_QUEUE.c.id).limit(count_limit + 1).subquery()
+    depth, oldest = connection.execute(select(func.count(), func.min(first.c.created_at))).one()
+    dead_rows = select(_DEAD_LETTERS.c.id).limit(count_limit + 1).subquery()
+    dead = connection.execute(select(func.count()).select_from(dead_rows)).scalar_one()
+    return {
+        "queue_depth": min(int(depth), count_limit),
+        "queue_depth_capped": int(depth) > count_limit,
+        "oldest_message_age_ms": None if oldest is None else max(0, now_ms() - int(oldest)),
+        "dead_letters": min(int(dead), count_limit),
+        "dead_letters_capped": int(dead) > count_limit,
+    }
+
+
+def first_line(error: BaseException, password: str | None) -> str:
+    """The error's first line (the driver's own message when there is one), password masked."""
+    cause = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    line = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+    if password:
+        for shown in (password, quote_plus(password), quote(password, safe="")):
+            line = line.replace(shown, "***")
+    return line

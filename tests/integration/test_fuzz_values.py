@@ -58,6 +58,7 @@ from stabilize.persistence.sql.store import SqlWorkflowStore
 MAX_DEPTH = 31
 FLOAT_LIMIT = 1e16
 INT_DIGITS = 4300
+INT_BOUND = 10**INT_DIGITS
 ID_LIMIT = 26
 NAME_LIMIT = 255
 #: Examples per dialect and test; the module runs in well under a minute over the four dialects.
@@ -118,7 +119,7 @@ def encode(value: Any, path: str, depth: int, bad: dict[str, str]) -> Any:
         return value
     if isinstance(value, int):
         number = int(value)
-        if abs(number) >= 10**INT_DIGITS:
+        if abs(number) >= INT_BOUND:
             bad[path] = "digits"
         return number
     if isinstance(value, float):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import weakref
@@ -46,6 +47,13 @@ def normalize_url(connection_string: str | URL) -> URL:
     return profile_for(url.get_backend_name()).prepare_url(url)
 
 
+def compact_json(value: object) -> str:
+    """JSON as the columns store it: UTF-8 text rather than ``\\u`` escapes (an astral character
+    takes 4 bytes, not 12) and no spaces, so documents stay well inside packet and row limits.
+    Values reach here already validated: no lone surrogates, no NaN."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def mask(url: str | URL) -> str:
     """The URL as it may be shown: the password replaced by ``***``."""
     try:
@@ -70,7 +78,7 @@ def get_engine(connection: str | URL | Engine, **engine_options: Any) -> Engine:
         engine = _engines.get(key)
         if engine is None:
             profile = profile_for(url.get_backend_name())
-            options = {**profile.engine_options(url), **engine_options}
+            options = {"json_serializer": compact_json, **profile.engine_options(url), **engine_options}
             engine = create_engine(url, **options)
             install_profile(engine)
             _engines[key] = engine

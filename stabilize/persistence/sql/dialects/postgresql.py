@@ -54,7 +54,7 @@ class PostgresProfile(GenericProfile):
         # the migration's transaction then begins after the lock is held, so even under
         # REPEATABLE READ its snapshot includes the previous holder's committed schema.
         # lock_timeout (local to this transaction) bounds the wait.
-        timeout_ms = str(int(self.migration_lock_timeout * 1000))
+        timeout_ms = str(max(1, int(self.migration_lock_timeout * 1000)))  # 0 would mean "no limit"
         try:
             connection.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": timeout_ms})
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

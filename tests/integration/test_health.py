@@ -1,9 +1,9 @@
 """``is_healthy()`` / ``health()`` / ``stabilize health`` tell the truth (issue #6).
 
-Unhealthy, never an exception: the database cannot be reached, or its schema is behind this
-code's head. Healthy: it answers and its schema is at head, or ahead of it (a newer release
-migrated it during a rolling deploy, which the store accepts too). The report also measures the
-queue (depth, oldest unacked message, dead letters) with bounded queries.
+Unhealthy, never an exception: the database cannot be reached, or its schema is not at this
+code's head (behind it, or ahead of it after a newer release migrated it; the store still works
+on a newer schema, but a probe flags the mismatch). The report also measures the queue (depth,
+oldest unacked message, dead letters) with bounded queries.
 """
 
 from __future__ import annotations
@@ -130,13 +130,13 @@ def test_a_store_whose_database_falls_behind_head_turns_unhealthy(fresh_url: Cal
     assert store.is_healthy() is True
 
 
-def test_a_database_ahead_of_head_is_healthy_but_not_at_head(url: str, store: SqlWorkflowStore) -> None:
+def test_a_database_ahead_of_head_is_reported_unhealthy(url: str, store: SqlWorkflowStore) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'zzzz-newer'"))
     try:
         report = store.health()
-        assert store.is_healthy() is True
-        assert report.healthy and report.schema == "ahead"
+        assert store.is_healthy() is False
+        assert not report.healthy and report.schema == "ahead"
         assert report.revision == "zzzz-newer" and not report.at_head
     finally:
         with store.engine.begin() as connection:

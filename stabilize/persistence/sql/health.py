@@ -10,9 +10,10 @@ index and a ``LIMIT`` whatever the tables hold:
    ``count_limit``" beyond it) and the age of the oldest message still unacked among them;
 4. the dead letters' first ``count_limit + 1`` rows: how many.
 
-Healthy means reachable, with a schema this code can use: at head, or *ahead* of it (a newer
-release migrated the database during a rolling deploy, which the store accepts too, see
-``migrate.ensure_current``); a schema behind head is unhealthy until ``stabilize db upgrade`` runs.
+Healthy means reachable with the schema at this code's head, as issue #6 asks. A schema behind
+head is unhealthy until ``stabilize db upgrade`` runs; one *ahead* of it (a newer release migrated
+the database during a rolling deploy) is reported as ``ahead`` and unhealthy too, although the
+store still works on it (``migrate.ensure_current`` accepts it): a probe should flag the mismatch.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class HealthReport:
                 f"schema at revision {self.revision or 'none (empty database)'}, this code needs "
                 f"{self.head}: run `stabilize db upgrade`"
             )
+        if self.schema == "ahead":
+            found.append(
+                f"schema at revision {self.revision}, newer than this code's {self.head}: upgrade the code"
+            )
         if self.error is not None:
             found.append(f"check failed: {self.error}")
         return found
@@ -107,7 +112,7 @@ def check_health(engine: Engine, *, count_limit: int = COUNT_LIMIT) -> HealthRep
                 measured.update(_queue_measures(connection, count_limit))
     except Exception as exc:  # the point: a probe reports, it does not raise
         measured["error"] = first_line(exc, engine.url.password)
-    healthy = measured["reachable"] and measured["error"] is None and measured["schema"] != "behind"
+    healthy = measured["reachable"] and measured["error"] is None and measured["revision"] == head
     return HealthReport(
         url=mask(engine.url),
         healthy=healthy,

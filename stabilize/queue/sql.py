@@ -59,6 +59,7 @@ from stabilize.errors import ValidationError
 from stabilize.models.ids import new_id, now_ms
 from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
 from stabilize.persistence.sql.engine import get_engine, mask
+from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
 from stabilize.queue import dlq
 from stabilize.queue.claim import Claimer, claimer_for
 from stabilize.queue.interface import Delay, Queue
@@ -194,6 +195,7 @@ class SqlQueue(Queue):
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValidationError("max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
         self.engine = get_engine(connection, **(engine_options or {}))
+        self.retry_policy = RetryPolicy()
         self.table_name = table_name
         self.lock_ms = _lock_ms(lock_duration)
         self.max_attempts = max_attempts
@@ -217,12 +219,12 @@ class SqlQueue(Queue):
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._writer.begin() as connection:
+        with translated(self.engine), self._writer.begin() as connection:
             yield connection
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as connection:
+        with translated(self.engine), self.engine.connect() as connection:
             yield connection
 
     def _claimer_of(self, conn: Connection) -> Claimer:
@@ -236,6 +238,7 @@ class SqlQueue(Queue):
 
     # -- producing --------------------------------------------------------------------------
 
+    @retry_transient
     def push(self, message: Message, delay: Delay | None = None, connection: Any | None = None) -> None:
         """Queue ``message``; with ``connection`` (a Session or Connection) inside that transaction."""
         if connection is not None:
@@ -247,6 +250,7 @@ class SqlQueue(Queue):
         with self._write() as conn:
             push_in_session(conn, message, delay, now=self.clock())
 
+    @retry_transient
     def ensure(self, message: Message, delay: Delay) -> None:
         """Queue ``message`` unless it already is: the same id, or the same type and fields
         (bookkeeping aside). A waiting copy is moved to ``delay`` from now; an in-flight copy is
@@ -281,6 +285,7 @@ class SqlQueue(Queue):
 
     # -- consuming --------------------------------------------------------------------------
 
+    @retry_transient
     def poll_one(self) -> Message | None:
         """Claim the earliest due message in one transaction; None when nothing is due."""
         with self._write() as conn:
@@ -347,6 +352,7 @@ class SqlQueue(Queue):
             return QUEUE.c.message_id == message.message_id
         return (QUEUE.c.id == token.row_id) & (QUEUE.c.attempts == token.attempt)
 
+    @retry_transient
     def ack(self, message: Message) -> None:
         """Delete the delivered row; a no-op if the lock lapsed and another poller claimed it."""
         token = delivery_of(message)
@@ -359,6 +365,7 @@ class SqlQueue(Queue):
             if deleted == 0:
                 logger.warning("ack(%s): lock lapsed and the message was claimed again", message.message_id)
 
+    @retry_transient
     def extend_lock(self, message: Message, duration: timedelta | None = None) -> bool:
         """Keep a delivered message invisible for ``duration`` (default: the lock duration) from now.
 
@@ -375,6 +382,7 @@ class SqlQueue(Queue):
             )
             return rowcount(result) == 1
 
+    @retry_transient
     def reschedule(self, message: Message, delay: Delay) -> None:
         """Release the lock and deliver again after ``delay``, keeping id and attempts.
 
@@ -472,6 +480,7 @@ class SqlQueue(Queue):
 
     # -- dead letters -----------------------------------------------------------------------
 
+    @retry_transient
     def move_to_dlq(self, message: Message | str | int, error: str | None = None) -> bool:
         """Move a message to the dead letters now, in any lock state; False if it is not queued.
 
@@ -494,6 +503,7 @@ class SqlQueue(Queue):
         with self._read() as conn:
             return dlq.listing(conn, limit, message_type)
 
+    @retry_transient
     def replay_dlq(self, dlq_id: int | str) -> bool:
         """Requeue a dead letter (by its ``id`` from ``list_dlq``, or its message id), due now."""
         column = DEAD_LETTERS.c.message_id if isinstance(dlq_id, str) else DEAD_LETTERS.c.id
@@ -509,6 +519,7 @@ class SqlQueue(Queue):
         with self._write() as conn:
             return dlq.clear(conn)
 
+    @retry_transient
     def check_and_move_expired(self) -> int:
         """Dead-letter every waiting message whose attempts are used up; returns how many.
 

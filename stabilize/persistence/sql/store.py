@@ -250,7 +250,7 @@ class SqlWorkflowStore(WorkflowStore):
         edges: list[tuple[str, str]] = []
         with self._read() as connection:
             statement = queries.ancestor_outputs_and_edges(self.profile.lateral_recursion)
-            for ref, document, requisite in connection.execute(statement, params):
+            for ref, document, requisite in connection.execute(statement, params).all():
                 if requisite is None:
                     outputs[ref] = document
                 else:
@@ -425,6 +425,8 @@ def _load_stages(
     rows = connection.execute(stages_query, params).all()
     if not rows:
         return []
-    loaded = mapping.stages_from_rows(rows, connection.execute(edges_query, params))
-    mapping.add_tasks({stage.id: stage for _, stage in loaded}, connection.execute(tasks_query, params))
+    # ``all()``: one fetchall instead of a fetchone per row.
+    loaded = mapping.stages_from_rows(rows, connection.execute(edges_query, params).all())
+    tasks = connection.execute(tasks_query, params).all()
+    mapping.add_tasks({stage.id: stage for _, stage in loaded}, tasks)
     return loaded

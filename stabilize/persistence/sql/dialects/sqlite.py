@@ -79,6 +79,8 @@ class SqliteProfile(GenericProfile):
         raw = connection.connection.driver_connection
         assert raw is not None, "the connection has been invalidated"
         previous = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        # The one value written into SQL text: SQLite's PRAGMA takes no bound parameters. It is an
+        # int computed here (never caller text), so nothing but digits can reach the statement.
         raw.execute(f"PRAGMA busy_timeout={int(self.migration_lock_timeout * 1000)}")
         try:
             connection.execution_options(**{WRITE_INTENT: True})

@@ -29,6 +29,11 @@ RowValues = dict[str, Any]
 #: Run after the commit: moves in-memory versions to what the rows now hold.
 OnCommit = Callable[[], None]
 
+# Core tables, not the ORM classes: plain INSERT/UPDATE statements skip the ORM's bulk and
+# synchronize-session machinery, which cost more than the SQL itself for one stage.
+WORKFLOWS = table_of(WorkflowRow)
+STAGES = table_of(StageRow)
+
 _TASK_UPDATE_COLUMNS = [c.key for c in table_of(TaskRow).columns if c.key not in ("id", "stage_id")]
 
 
@@ -57,7 +62,7 @@ class WorkflowInsert:
     def apply(self, context: WriteContext) -> OnCommit | None:
         for row, values in self.rows:
             if values:
-                context.session.execute(insert(row), values)
+                context.session.execute(insert(table_of(row)), values)
         return None
 
 
@@ -72,7 +77,7 @@ class WorkflowStateUpdate:
 
     def apply(self, context: WriteContext) -> OnCommit | None:
         result = context.session.execute(
-            update(WorkflowRow).where(WorkflowRow.id == self.workflow_id).values(self.values)
+            update(WORKFLOWS).where(WORKFLOWS.c.id == self.workflow_id).values(self.values)
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise WorkflowNotFoundError(self.workflow_id)
@@ -101,11 +106,11 @@ class StageWrite:
     def apply(self, context: WriteContext) -> OnCommit | None:
         stage, session = self.stage, context.session
         expected = context.versions.get(stage.id, self.version)
-        condition = [StageRow.id == stage.id, StageRow.version == expected]
+        condition = [STAGES.c.id == stage.id, STAGES.c.version == expected]
         if self.phase is not None:
-            condition.append(StageRow.status == self.phase)
+            condition.append(STAGES.c.status == self.phase)
         result = session.execute(
-            update(StageRow).where(*condition).values(**self.state, version=expected + 1)
+            update(STAGES).where(*condition).values(**self.state, version=expected + 1)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             written = [{**task, "version": task["version"] + 1} for task in self.tasks]
@@ -136,11 +141,11 @@ class StageWrite:
         values = {**mapping.stage_values(stage, workflow_id, position or 0, "stage"), "version": version}
         edges = mapping.edge_values(stage, workflow_id, "stage")
         try:
-            session.execute(insert(StageRow), [values])
+            session.execute(insert(STAGES), [values])
             if edges:
-                session.execute(insert(StageEdgeRow), edges)
+                session.execute(insert(table_of(StageEdgeRow)), edges)
             if self.tasks:
-                session.execute(insert(TaskRow), self.tasks)
+                session.execute(insert(table_of(TaskRow)), self.tasks)
         except IntegrityError as exc:
             raise DuplicateError(
                 f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"

@@ -9,16 +9,13 @@ from __future__ import annotations
 import dataclasses
 import types
 from datetime import timedelta
-from enum import Enum
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 import pytest
 from sqlalchemy import func, insert, select, update
 
 from stabilize.errors import ValidationError
 from stabilize.models.ids import new_id, now_ms
-from stabilize.models.stage import SyntheticStageOwner
-from stabilize.models.status import WorkflowStatus
 from stabilize.persistence import create_queue
 from stabilize.persistence.sql.engine import get_engine
 from stabilize.persistence.sql.rows import DeadLetterRow, QueueMessageRow
@@ -37,6 +34,7 @@ from stabilize.queue import (
     StartWorkflow,
 )
 from stabilize.queue.claim import CompareAndSetClaimer, SkipLockedClaimer
+from tests.message_samples import non_default
 
 LOCK = 30_000  # ms
 
@@ -74,32 +72,11 @@ def other_poller(queue: SqlQueue) -> SqlQueue:
 # -- sample messages ------------------------------------------------------------------------------
 
 
-def _sample(name: str, hint: Any, index: int) -> Any:
-    """A value of the field's type that differs from its default, so a dropped field shows."""
-    if get_origin(hint) in (Union, types.UnionType):
-        (hint,) = (a for a in get_args(hint) if a is not type(None))
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return {
-            WorkflowStatus: WorkflowStatus.TERMINAL,
-            SyntheticStageOwner: SyntheticStageOwner.STAGE_BEFORE,
-        }[hint]
-    base = get_origin(hint) or hint
-    if base is bool:
-        return True
-    if base is int:
-        return 1_000 + index
-    if base is str:
-        return f"{name[:10]}-{index}"  # short enough for the id columns
-    if base is dict:
-        return {"field": name, "nested": {"list": [1, 2.5, "three", None, True]}, "ünï": "🚀"}
-    raise AssertionError(f"no sample value for {name}: {hint!r}")
-
-
 def sample(cls: type[Message]) -> Message:
     hints = get_type_hints(cls)
     bookkeeping = {"message_id", "created_at", "attempts", "max_attempts", "last_error", "last_error_type"}
     fields = [f for f in dataclasses.fields(cls) if f.name not in bookkeeping]
-    return cls(**{f.name: _sample(f.name, hints[f.name], i) for i, f in enumerate(fields)})
+    return cls(**{f.name: non_default(f.name, hints[f.name], i) for i, f in enumerate(fields)})
 
 
 def count(queue: SqlQueue, row: type[QueueMessageRow] | type[DeadLetterRow] = QueueMessageRow) -> int:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import types
-from enum import Enum
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 import pytest
 
@@ -15,6 +13,7 @@ from stabilize.models.stage import SyntheticStageOwner
 from stabilize.models.status import WorkflowStatus
 from stabilize.queue import messages as m
 from stabilize.queue.interface import Queue
+from tests.message_samples import non_default
 
 EXPECTED_TYPES = {
     "StartWorkflow",
@@ -43,7 +42,6 @@ EXPECTED_TYPES = {
 }
 
 ALL_TYPES = sorted(m.MESSAGE_TYPES.values(), key=lambda cls: cls.__name__)
-NESTED = {"outer": {"list": [1, 2.5, "three", None, True, {"deep": []}]}, "empty": {}}
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
@@ -52,30 +50,9 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     return f.default
 
 
-def _non_default(name: str, hint: Any, index: int) -> Any:
-    """A value of the field's type that differs from its default, so a dropped field shows."""
-    if get_origin(hint) in (Union, types.UnionType):
-        (hint,) = (a for a in get_args(hint) if a is not type(None))
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return {
-            WorkflowStatus: WorkflowStatus.TERMINAL,
-            SyntheticStageOwner: SyntheticStageOwner.STAGE_BEFORE,
-        }[hint]
-    base = get_origin(hint) or hint
-    if base is bool:
-        return True
-    if base is int:
-        return 1_000 + index
-    if base is str:
-        return f"{name}-{index}"
-    if base is dict:
-        return {"field": name, **NESTED}
-    raise AssertionError(f"no sample value for {name}: {hint!r}; extend _non_default")
-
-
 def _build(cls: type[m.Message]) -> m.Message:
     hints = get_type_hints(cls)
-    kwargs = {f.name: _non_default(f.name, hints[f.name], i) for i, f in enumerate(dataclasses.fields(cls))}
+    kwargs = {f.name: non_default(f.name, hints[f.name], i) for i, f in enumerate(dataclasses.fields(cls))}
     msg = cls(**kwargs)
     for f in dataclasses.fields(cls):
         assert getattr(msg, f.name) != _default(f), f"{cls.__name__}.{f.name} sample equals its default"

@@ -1,6 +1,6 @@
 """Merging ancestor outputs in the order the Stabilize engine (0.33) uses.
 
-The database finds the ancestors (a recursive CTE, see ``queries.ancestor_refs``); this module only
+The database finds the ancestors (a recursive CTE, ``queries.ANCESTOR_OUTPUTS_AND_EDGES``); this module only
 orders the few rows it gets back and folds their outputs, so its cost follows the number of
 ancestors, not the size of the workflow.
 """

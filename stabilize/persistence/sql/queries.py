@@ -67,11 +67,6 @@ def _ancestors(workflow_id: Any, ref_id: Any, lateral: bool = False) -> Any:
     return ancestors.union(step)
 
 
-def ancestor_refs(workflow_id: str, ref_id: str) -> Select[Any]:
-    ancestors = _ancestors(workflow_id, ref_id)
-    return select(ancestors.c.ref_id).where(ancestors.c.ref_id != ref_id)
-
-
 @lru_cache(maxsize=2)
 def ancestor_outputs_and_edges(lateral: bool) -> CompoundSelect[Any]:
     """One round trip for the merge: ``(ref_id, outputs, NULL)`` for each ancestor stage, then
@@ -231,7 +226,6 @@ __all__ = [
     "TASKS_OF_WORKFLOWS",
     "WORKFLOW_BY_ID",
     "ancestor_outputs_and_edges",
-    "ancestor_refs",
     "downstream_filter",
     "edges_of_stages",
     "stages_where",

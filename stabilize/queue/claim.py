@@ -22,77 +22,108 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, Select, and_, delete, select, update
+from sqlalchemy import BigInteger, Engine, bindparam, delete, select, update
 
 from stabilize.persistence.sql.engine import engine_profile
-from stabilize.queue.records import QUEUE, rowcount
+from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.queue.records import QUEUE, Row
 
 #: Rows the compare-and-set strategy reads per poll; more than one so a lost race can move on.
 CAS_BATCH = 8
 
 
-def due(now: int) -> Select[Any]:
+_NOW = bindparam("now", type_=BigInteger)
+
+
+def _due(limit: int, skip_locked: bool) -> Prepared:
     """Due rows, earliest first; ``id`` breaks ties so equal times come out in push order."""
-    return select(QUEUE).where(QUEUE.c.deliver_at <= now).order_by(QUEUE.c.deliver_at, QUEUE.c.id)
+    query = select(QUEUE).where(QUEUE.c.deliver_at <= _NOW).order_by(QUEUE.c.deliver_at, QUEUE.c.id)
+    query = query.limit(limit)
+    return Prepared(query.with_for_update(skip_locked=True) if skip_locked else query)
+
+
+def _this_row(compare: bool) -> list[Any]:
+    """The row as this poller read it: by id alone under a row lock; else also the same claim
+    count and still due (compare-and-set). Every claim bumps ``attempts`` and pushes
+    ``deliver_at`` past ``now``, and a reschedule or ``ensure`` moves ``deliver_at``; any of them
+    in between makes the comparison false."""
+    where = [QUEUE.c.id == bindparam("row_id")]
+    if compare:
+        where += [QUEUE.c.attempts == bindparam("row_attempts"), QUEUE.c.deliver_at <= _NOW]
+    return where
+
+
+def _take(compare: bool) -> Prepared:
+    until = bindparam("until", type_=BigInteger)
+    return Prepared(
+        update(QUEUE)
+        .where(*_this_row(compare))
+        .values(attempts=QUEUE.c.attempts + 1, locked_until=until, deliver_at=until)
+    )
+
+
+def _remove(compare: bool) -> Prepared:
+    return Prepared(delete(QUEUE).where(*_this_row(compare)))
 
 
 class Claimer(ABC):
     """Finds due rows and takes or removes them inside the caller's transaction."""
 
+    def __init__(self, compare: bool) -> None:
+        self._take = _take(compare)
+        self._remove = _remove(compare)
+
     @abstractmethod
-    def candidates(self, connection: Connection, now: int) -> Iterator[RowMapping]:
+    def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:
         """Due rows to try, earliest first. The caller bounds how many it tries."""
 
-    def _unchanged(self, row: RowMapping, now: int) -> ColumnElement[bool]:
-        """The row is still as this poller read it: same claim count, and still due.
-
-        Every claim bumps ``attempts`` and pushes ``deliver_at`` past ``now``, and a reschedule or
-        ``ensure`` moves ``deliver_at``; any of them in between makes this false (compare-and-set).
-        """
-        return and_(QUEUE.c.id == row["id"], QUEUE.c.attempts == row["attempts"], QUEUE.c.deliver_at <= now)
-
-    def take(self, connection: Connection, row: RowMapping, now: int, lock_until: int) -> bool:
+    def take(self, cursor: Cursor, row: Row, now: int, lock_until: int) -> bool:
         """Claim ``row`` until ``lock_until``, counting one attempt; False if another poller won."""
-        result = connection.execute(
-            update(QUEUE)
-            .where(self._unchanged(row, now))
-            .values(attempts=QUEUE.c.attempts + 1, locked_until=lock_until, deliver_at=lock_until)
-        )
-        return rowcount(result) == 1
+        params = {"row_id": row["id"], "row_attempts": row["attempts"], "now": now, "until": lock_until}
+        return cursor.run(self._take, params) == 1
 
-    def remove(self, connection: Connection, row: RowMapping, now: int) -> bool:
+    def remove(self, cursor: Cursor, row: Row, now: int) -> bool:
         """Delete ``row`` (on its way to the dead letters); False if another poller claimed it."""
-        return rowcount(connection.execute(delete(QUEUE).where(self._unchanged(row, now)))) == 1
+        return (
+            cursor.run(self._remove, {"row_id": row["id"], "row_attempts": row["attempts"], "now": now}) == 1
+        )
 
 
 class SkipLockedClaimer(Claimer):
-    """Row locks: the first due row nobody holds, locked until this transaction ends."""
+    """Row locks: the first due row nobody holds, locked until this transaction ends.
 
-    def _unchanged(self, row: RowMapping, now: int) -> ColumnElement[bool]:
-        # Our row lock already guarantees it, and the primary key alone keeps the statement on
-        # the primary key: given ``deliver_at <= now`` too, MariaDB range-scans the claim index
-        # instead and locks other pollers' rows on the way, which deadlocks them.
-        return and_(QUEUE.c.id == row["id"])
+    Taking and removing go by primary key alone: our row lock already guarantees the row is as
+    read, and given ``deliver_at <= now`` too, MariaDB range-scans the claim index instead and
+    locks other pollers' rows on the way, which deadlocks them.
+    """
 
-    def candidates(self, connection: Connection, now: int) -> Iterator[RowMapping]:
+    _DUE = _due(1, skip_locked=True)
+
+    def __init__(self) -> None:
+        super().__init__(compare=False)
+
+    def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:
         # One row at a time: each one yielded is taken or removed before the next query, so
         # the query never returns it again (our own lock does not make SKIP LOCKED skip it).
-        query = due(now).limit(1).with_for_update(skip_locked=True)
-        while (row := connection.execute(query).mappings().first()) is not None:
-            yield row
+        while rows := cursor.fetch_dicts(self._DUE, {"now": now}):
+            yield rows[0]
 
 
 class CompareAndSetClaimer(Claimer):
     """No row locks: read a few due rows, then win one with a conditional UPDATE."""
 
-    def candidates(self, connection: Connection, now: int) -> Iterator[RowMapping]:
-        yield from connection.execute(due(now).limit(CAS_BATCH)).mappings().all()
+    _DUE = _due(CAS_BATCH, skip_locked=False)
+
+    def __init__(self) -> None:
+        super().__init__(compare=True)
+
+    def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:
+        yield from cursor.fetch_dicts(self._DUE, {"now": now})
 
 
-def claimer_for(connection: Connection) -> Claimer:
-    """The strategy this server supports; asked on a live connection, since MariaDB's answer
-    depends on the server version the dialect only knows once connected."""
-    engine = connection.engine
+def claimer_for(engine: Engine) -> Claimer:
+    """The strategy this server supports; asked once connected, since MariaDB's answer depends on
+    the server version the dialect only knows after its first connection."""
     if engine_profile(engine).supports_skip_locked(engine.dialect):
         return SkipLockedClaimer()
     return CompareAndSetClaimer()

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select
 
 from stabilize.models.ids import new_id
-from stabilize.queue.records import DEAD_LETTERS, QUEUE, dead_letter_values, rowcount
+from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.queue.records import DEAD_LETTERS, QUEUE, Row, dead_letter_values, rowcount
+
+_FORGET = Prepared(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.message_id == bindparam("message_id")))
+_BURY = Prepared(
+    insert(DEAD_LETTERS).values(
+        {c.key: bindparam(c.key, type_=c.type) for c in DEAD_LETTERS.columns if c.key != "id"}
+    )
+)
 
 
-def bury(connection: Connection, row: RowMapping, error: str | None, now: int) -> None:
+def bury(cursor: Cursor, row: Row, error: str | None, now: int) -> None:
     """Write the dead letter of a queue row the caller has just deleted.
 
     A message id has at most one dead letter, its latest failure: a replayed message that fails
     again replaces its old entry instead of tripping the unique key.
     """
-    connection.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.message_id == row["message_id"]))
-    connection.execute(insert(DEAD_LETTERS), [dead_letter_values(row, error, now)])
+    cursor.run(_FORGET, {"message_id": row["message_id"]})
+    cursor.run(_BURY, dead_letter_values(row, error, now))
 
 
 def move(connection: Connection, where: ColumnElement[bool], error: str | None, now: int) -> bool:
@@ -38,7 +46,7 @@ def move(connection: Connection, where: ColumnElement[bool], error: str | None, 
     unchanged = (QUEUE.c.id == row["id"]) & (QUEUE.c.attempts == row["attempts"])
     if rowcount(connection.execute(delete(QUEUE).where(unchanged))) != 1:
         return False
-    bury(connection, row, error, now)
+    bury(Cursor.on(connection), row, error, now)
     return True
 
 

@@ -8,6 +8,7 @@ the payload is written once at push time, while the columns change with every cl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -37,6 +38,8 @@ PROCESSED = cast(Table, ProcessedMessageRow.__table__)
 Executor = Session | Connection
 
 RowValues = dict[str, Any]
+#: A queue row as read: a dict from a prepared statement or a Core ``RowMapping``.
+Row = Mapping[str, Any] | RowMapping
 
 #: Payload fields that are delivery bookkeeping, not what the message says; ``ensure`` ignores them
 #: when it looks for a message that is already queued.
@@ -164,7 +167,7 @@ def clip_error(text: str | None) -> str | None:
 # -- delivery -------------------------------------------------------------------------------------
 
 
-def decode_row(row: RowMapping) -> Message:
+def decode_row(row: Row) -> Message:
     """The message a row holds, before any bookkeeping is applied.
 
     Raises:
@@ -173,7 +176,7 @@ def decode_row(row: RowMapping) -> Message:
     return deserialize_message(row["message_type"], row["payload"])
 
 
-def deliver(message: Message, row: RowMapping, attempt: int, limit: int) -> Message:
+def deliver(message: Message, row: Row, attempt: int, limit: int) -> Message:
     """Give a decoded message the claimed row's bookkeeping and its delivery token.
 
     ``max_attempts`` becomes the limit this queue enforces, so a handler can tell its last try by
@@ -188,7 +191,7 @@ def deliver(message: Message, row: RowMapping, attempt: int, limit: int) -> Mess
     return message
 
 
-def dead_letter_values(row: RowMapping, error: str | None, failed_at: int) -> RowValues:
+def dead_letter_values(row: Row, error: str | None, failed_at: int) -> RowValues:
     """A ``queue_dead_letters`` row for a queue row, keeping its last error unless told another."""
     return {
         "message_id": row["message_id"],

@@ -43,7 +43,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    RowMapping,
+    bindparam,
     case,
     delete,
     exists,
@@ -57,9 +57,11 @@ from sqlalchemy.orm import Session
 
 from stabilize.errors import ValidationError
 from stabilize.models.ids import new_id, now_ms
+from stabilize.persistence.sql import dbapi
 from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
 from stabilize.persistence.sql.engine import get_engine, mask
 from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
+from stabilize.persistence.sql.prepared import Cursor, Prepared
 from stabilize.queue import dlq
 from stabilize.queue.claim import Claimer, claimer_for
 from stabilize.queue.interface import Delay, Queue
@@ -70,6 +72,7 @@ from stabilize.queue.records import (
     PROCESSED,
     QUEUE,
     Executor,
+    Row,
     RowValues,
     clip_error,
     decode_row,
@@ -94,16 +97,28 @@ MAX_CANDIDATES = 16
 _CHUNK = 500
 
 
-def _id_in_use(executor: Executor, message_id: str) -> bool:
-    """Whether a queued, dead-lettered or processed message already has this id (one query)."""
-    query = select(
-        or_(
-            exists().where(QUEUE.c.message_id == message_id),
-            exists().where(DEAD_LETTERS.c.message_id == message_id),
-            exists().where(PROCESSED.c.message_id == message_id),
-        )
+def _bound(column: str) -> Any:
+    return bindparam(column, type_=QUEUE.c[column].type)
+
+
+_PUSH_COLUMNS = [c.key for c in QUEUE.columns if c.key != "id"]
+#: Insert under the message's own id unless a queued, dead-lettered or processed message already
+#: has it: one statement, where a separate check would cost a round trip on every push.
+_PUSH_IF_ID_FREE = Prepared(
+    insert(QUEUE).from_select(
+        _PUSH_COLUMNS,
+        select(*map(_bound, _PUSH_COLUMNS)).where(
+            ~exists().where(QUEUE.c.message_id == _bound("message_id")),
+            ~exists().where(DEAD_LETTERS.c.message_id == _bound("message_id")),
+            ~exists().where(PROCESSED.c.message_id == _bound("message_id")),
+        ),
     )
-    return bool(executor.execute(query).scalar())
+)
+_PUSH = Prepared(insert(QUEUE).values({c: _bound(c) for c in _PUSH_COLUMNS}))
+_ACK_DELIVERY = Prepared(
+    delete(QUEUE).where(QUEUE.c.id == bindparam("row_id"), QUEUE.c.attempts == bindparam("attempt"))
+)
+_ACK_BY_ID = Prepared(delete(QUEUE).where(QUEUE.c.message_id == bindparam("message_id")))
 
 
 @dataclass
@@ -119,11 +134,9 @@ class PendingPush:
     values: RowValues
     fresh: bool
 
-    def apply(self, executor: Executor) -> None:
-        values = self.values
-        if self.fresh or _id_in_use(executor, values["message_id"]):
-            values = with_message_id(values, new_id())
-        executor.execute(insert(QUEUE), [values])
+    def apply(self, cursor: Cursor) -> None:
+        if self.fresh or cursor.run(_PUSH_IF_ID_FREE, self.values) == 0:
+            cursor.run(_PUSH, with_message_id(self.values, new_id()))
 
     def committed(self) -> None:
         mark_pushed(self.message)
@@ -142,7 +155,7 @@ def push_in_session(
     ``now`` defaults to the app clock; a queue passes its own (possibly injected) clock.
     """
     pending = prepare_push(message, delay, now=now)
-    pending.apply(executor)
+    pending.apply(Cursor.on(executor.connection() if isinstance(executor, Session) else executor))
     pending.committed()
 
 
@@ -227,10 +240,11 @@ class SqlQueue(Queue):
         with translated(self.engine), self.engine.connect() as connection:
             yield connection
 
-    def _claimer_of(self, conn: Connection) -> Claimer:
-        # Chosen on first use, on a live connection: MariaDB's answer needs the server version.
+    def _claimer_of(self) -> Claimer:
+        # Chosen on first use, inside a transaction: MariaDB's answer needs the server version,
+        # which the dialect knows once it has connected.
         if self._claimer is None:
-            self._claimer = claimer_for(conn)
+            self._claimer = claimer_for(self.engine)
         return self._claimer
 
     def _limit(self, row_max_attempts: int) -> int:
@@ -245,10 +259,13 @@ class SqlQueue(Queue):
             if not isinstance(connection, (Session, Connection)):
                 kind = type(connection).__name__
                 raise TypeError(f"connection: expected a SQLAlchemy Session or Connection, got {kind}")
-            push_in_session(connection, message, delay, now=self.clock())
+            with translated(self.engine):
+                push_in_session(connection, message, delay, now=self.clock())
             return
-        with self._write() as conn:
-            push_in_session(conn, message, delay, now=self.clock())
+        pending = prepare_push(message, delay, now=self.clock())
+        with dbapi.transaction(self.engine, write=True) as unit:
+            pending.apply(unit.cursor)
+        pending.committed()
 
     @retry_transient
     def ensure(self, message: Message, delay: Delay) -> None:
@@ -288,31 +305,31 @@ class SqlQueue(Queue):
     @retry_transient
     def poll_one(self) -> Message | None:
         """Claim the earliest due message in one transaction; None when nothing is due."""
-        with self._write() as conn:
-            claimer = self._claimer_of(conn)
+        with dbapi.transaction(self.engine, write=True) as unit:
+            cursor, claimer = unit.cursor, self._claimer_of()
             now = self.clock()
-            for row in islice(claimer.candidates(conn, now), MAX_CANDIDATES):
+            for row in islice(claimer.candidates(cursor, now), MAX_CANDIDATES):
                 limit = self._limit(row["max_attempts"])
                 if row["attempts"] >= limit:
-                    self._bury_spent(conn, claimer, row, now)
+                    self._bury_spent(cursor, claimer, row, now)
                     continue
                 try:
                     message = decode_row(row)
                 except MessageDecodeError as exc:
-                    if claimer.remove(conn, row, now):
-                        dlq.bury(conn, row, f"undecodable: {exc}", now)
+                    if claimer.remove(cursor, row, now):
+                        dlq.bury(cursor, row, f"undecodable: {exc}", now)
                         logger.error("dead-lettered undecodable message %s: %s", row["message_id"], exc)
                     continue
-                if claimer.take(conn, row, now, now + self.lock_ms):
+                if claimer.take(cursor, row, now, now + self.lock_ms):
                     return deliver(message, row, row["attempts"] + 1, limit)
         return None
 
-    def _bury_spent(self, conn: Connection, claimer: Claimer, row: RowMapping, now: int) -> bool:
+    def _bury_spent(self, cursor: Cursor, claimer: Claimer, row: Row, now: int) -> bool:
         """Dead-letter a due row whose attempts are used up, keeping its last error."""
-        if not claimer.remove(conn, row, now):
+        if not claimer.remove(cursor, row, now):
             return False
         reason = f"used all {self._limit(row['max_attempts'])} attempts"
-        dlq.bury(conn, row, row["last_error"] or reason, now)
+        dlq.bury(cursor, row, row["last_error"] or reason, now)
         logger.warning("dead-lettered message %s: %s", row["message_id"], reason)
         return True
 
@@ -358,8 +375,13 @@ class SqlQueue(Queue):
         token = delivery_of(message)
         if token is not None and token.released:
             return
-        with self._write() as conn:
-            deleted = rowcount(conn.execute(delete(QUEUE).where(self._fence(message))))
+        params: dict[str, Any]
+        if token is None:
+            statement, params = _ACK_BY_ID, {"message_id": message.message_id}
+        else:
+            statement, params = _ACK_DELIVERY, {"row_id": token.row_id, "attempt": token.attempt}
+        with dbapi.transaction(self.engine, write=True) as unit:
+            deleted = unit.cursor.run(statement, params)
         if token is not None:
             token.released = True
             if deleted == 0:
@@ -526,13 +548,14 @@ class SqlQueue(Queue):
         In-flight messages are left to their holder, whose ack may still succeed.
         """
         with self._write() as conn:
-            claimer = self._claimer_of(conn)
+            claimer = self._claimer_of()
             now = self.clock()
             spent = (QUEUE.c.deliver_at <= now) & (
                 (QUEUE.c.attempts >= QUEUE.c.max_attempts) | (QUEUE.c.attempts >= self.max_attempts)
             )
             rows = conn.execute(select(QUEUE).where(spent).order_by(QUEUE.c.id)).mappings().all()
-            return sum(self._bury_spent(conn, claimer, row, now) for row in rows)
+            cursor = Cursor.on(conn)
+            return sum(self._bury_spent(cursor, claimer, row, now) for row in rows)
 
 
 def _same_or_null(column: ColumnElement[Any], value: str | None) -> ColumnElement[bool]:

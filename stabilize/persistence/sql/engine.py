@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import weakref
@@ -13,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from stabilize.persistence.sql.dialects import GenericProfile, profile_for
+from stabilize.persistence.sql.values import compact_json
 
 _DRIVER_FOR_SCHEME = {
     "postgres": "postgresql+psycopg",
@@ -45,13 +45,6 @@ def normalize_url(connection_string: str | URL) -> URL:
         except ArgumentError as exc:
             raise ValueError(f"connection_string: not a database URL: {mask(text)}") from exc
     return profile_for(url.get_backend_name()).prepare_url(url)
-
-
-def compact_json(value: object) -> str:
-    """JSON as the columns store it: UTF-8 text rather than ``\\u`` escapes (an astral character
-    takes 4 bytes, not 12) and no spaces, so documents stay well inside packet and row limits.
-    Values reach here already validated: no lone surrogates, no NaN."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def mask(url: str | URL) -> str:

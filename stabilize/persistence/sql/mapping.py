@@ -123,6 +123,12 @@ def workflow_values(workflow: Workflow, path: str = "workflow") -> RowValues:
     return _checked(WorkflowRow, values, path)
 
 
+#: The workflow columns ``update_status`` rewrites; the keys of ``workflow_state_values``.
+WORKFLOW_STATE_COLUMNS = (
+    "status", "start_time", "end_time", "is_canceled", "canceled_by", "cancellation_reason", "paused",
+)  # fmt: skip
+
+
 def workflow_state_values(workflow: Workflow, path: str = "workflow") -> RowValues:
     """The columns the engine changes while a workflow runs (``update_status``)."""
     values: RowValues = {
@@ -246,6 +252,12 @@ def stage_values(stage: StageExecution, workflow_id: str, position: int, path: s
         version=stage.version,
     )
     return _checked(StageRow, values, path)
+
+
+#: The stage columns ``store_stage`` rewrites; the keys of ``stage_state_values``.
+STAGE_STATE_COLUMNS = (
+    "status", "context", "outputs", "start_time", "end_time", "start_time_expiry", "scheduled_time",
+)  # fmt: skip
 
 
 def stage_state_values(stage: StageExecution, path: str) -> RowValues:

@@ -15,7 +15,7 @@ from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import COMPLETED_STATUSES, WorkflowStatus
 from stabilize.models.workflow import Workflow
-from stabilize.persistence.sql import mapping, queries
+from stabilize.persistence.sql import dbapi, mapping, queries
 from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
 from stabilize.persistence.sql.engine import engine_profile, get_engine, mask
 from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
@@ -410,8 +410,8 @@ class SqlWorkflowStore(WorkflowStore):
 
     @retry_transient
     def _commit(self, txn: SqlStoreTransaction) -> None:
-        with self._write() as session:
-            on_commit = txn.apply(WriteContext(session, self.profile))
+        with dbapi.transaction(self.engine, write=True, core=txn.has_effects) as unit:
+            on_commit = txn.apply(WriteContext(unit.cursor, self.profile, connection=unit.connection))
         for action in on_commit:
             action()
 

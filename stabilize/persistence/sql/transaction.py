@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Executable
-from sqlalchemy.orm import Session
 
 from stabilize.models.stage import StageExecution
 from stabilize.models.workflow import Workflow
@@ -53,6 +52,9 @@ class SqlStoreTransaction(StoreTransaction):
         self._queue = queue
         self._writes: list[tuple[tuple[int, str, int], Apply]] = []
         self._deferred: list[tuple[Message, float]] = []
+        #: Whether the caller handed in statements of its own (``execute``): they need a Core
+        #: connection, where the store's own writes run on the driver's cursor.
+        self.has_effects = False
 
     @property
     def is_atomic(self) -> bool:
@@ -82,7 +84,8 @@ class SqlStoreTransaction(StoreTransaction):
     def execute(self, statement: Executable) -> None:
         """Run ``statement`` in this transaction: an effect that must commit with the step, or not
         at all (it runs after the step's stage writes, and again if the transaction is retried)."""
-        self._add(EFFECT, "", lambda context: _execute(context.session, statement))
+        self.has_effects = True
+        self._add(EFFECT, "", lambda context: _execute(context, statement))
 
     def push_message(self, message: Message, delay: float = 0) -> None:
         if self._foreign_queue() is not None:
@@ -118,14 +121,18 @@ class SqlStoreTransaction(StoreTransaction):
                 queue.push(message, delay)
 
 
-def _execute(session: Session, statement: Executable) -> None:
-    session.execute(statement)
+def _execute(context: WriteContext, statement: Executable) -> None:
+    assert context.connection is not None, "a transaction with effects runs on a Core connection"
+    context.connection.execute(statement)
 
 
 def _push(context: WriteContext, pending: PendingPush) -> OnCommit:
-    pending.apply(context.session)
+    pending.apply(context.cursor)
     return pending.committed
 
 
 def _mark(context: WriteContext, values: dict[str, Any]) -> None:
-    context.profile.insert_ignore(context.session, table_of(ProcessedMessageRow), [values], ["message_id"])
+    context.profile.insert_ignore(context.cursor, PROCESSED, [values], ("message_id",))
+
+
+PROCESSED = table_of(ProcessedMessageRow)

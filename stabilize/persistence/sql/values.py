@@ -8,6 +8,7 @@ differently, or not at all, is refused with the path of the offending value, bef
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from decimal import Decimal
 from enum import Enum
@@ -123,3 +124,19 @@ def _check_text(text: str, path: str) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError(path, "text contains a lone surrogate and is not valid Unicode") from None
+
+
+def compact_json(value: object) -> str:
+    """JSON as the columns store it: UTF-8 text rather than ``\\u`` escapes (an astral character
+    takes 4 bytes, not 12) and no spaces, so documents stay well inside packet and row limits.
+    Values reach here already validated: no lone surrogates, no NaN."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def load_document(text: str) -> Any:
+    """``json.loads`` for JSON columns read as text (SQLite, MySQL), with the commonest document,
+    the empty object (outputs, exception details), returned without parsing: a new dict each time,
+    as ``json.loads`` gives."""
+    if text == "{}":
+        return {}
+    return json.loads(text)

@@ -1,9 +1,9 @@
 """Writes of one transaction, prepared when called and applied in lock order when it commits.
 
 Preparing validates and converts every value at once (a bad value fails the call, before any SQL
-runs); applying only executes statements on the transaction's Session. Keeping the two apart lets
-``SqlStoreTransaction`` apply a step's writes in one fixed lock order and run them again when the
-database reports a deadlock or serialization failure.
+runs); applying only executes prebuilt statements on the transaction's cursor (``dbapi``). Keeping
+the two apart lets ``SqlStoreTransaction`` apply a step's writes in one fixed lock order and run
+them again when the database reports a deadlock or serialization failure.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from stabilize.errors import ConcurrencyError, DuplicateError, ValidationError
 from stabilize.models.stage import StageExecution
@@ -22,6 +21,7 @@ from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping
 from stabilize.persistence.sql.dialects import GenericProfile
+from stabilize.persistence.sql.prepared import Cursor, Prepared
 from stabilize.persistence.sql.rows import StageEdgeRow, StageRow, TaskRow, WorkflowRow, table_of
 from stabilize.persistence.store.interface import WorkflowNotFoundError
 
@@ -29,40 +29,80 @@ RowValues = dict[str, Any]
 #: Run after the commit: moves in-memory versions to what the rows now hold.
 OnCommit = Callable[[], None]
 
-# Core tables, not the ORM classes: plain INSERT/UPDATE statements skip the ORM's bulk and
-# synchronize-session machinery, which cost more than the SQL itself for one stage.
 WORKFLOWS = table_of(WorkflowRow)
 STAGES = table_of(StageRow)
+EDGES = table_of(StageEdgeRow)
+TASKS = table_of(TaskRow)
 
-_TASK_UPDATE_COLUMNS = [c.key for c in table_of(TaskRow).columns if c.key not in ("id", "stage_id")]
+TASK_UPDATE_COLUMNS = tuple(c.key for c in TASKS.columns if c.key not in ("id", "stage_id"))
+
+
+def _inserts(table: Table) -> Prepared:
+    return Prepared(insert(table))
+
+
+INSERT_WORKFLOW, INSERT_STAGES, INSERT_EDGES, INSERT_TASKS = map(_inserts, (WORKFLOWS, STAGES, EDGES, TASKS))
+
+
+def _state_update(table: Table, key_bind: str, columns: list[str], *where: Any) -> Prepared:
+    """UPDATE of ``columns`` (bound by their own names) of the row whose id is ``key_bind``."""
+    return Prepared(
+        update(table)
+        .where(table.c.id == bindparam(key_bind), *where)
+        .values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+    )
+
+
+_STAGE_STATE = list(mapping.STAGE_STATE_COLUMNS)
+_CAS = _state_update(
+    STAGES, "cas_id", [*_STAGE_STATE, "version"], STAGES.c.version == bindparam("cas_version")
+)
+_CAS_PHASE = _state_update(
+    STAGES,
+    "cas_id",
+    [*_STAGE_STATE, "version"],
+    STAGES.c.version == bindparam("cas_version"),
+    STAGES.c.status == bindparam("cas_phase"),
+)
+_WORKFLOW_STATE = _state_update(WORKFLOWS, "w_id", list(mapping.WORKFLOW_STATE_COLUMNS))
+_STAGE_VERSION = Prepared(select(STAGES.c.version).where(STAGES.c.id == bindparam("stage_id")))
+_WORKFLOW_EXISTS = Prepared(select(WORKFLOWS.c.id).where(WORKFLOWS.c.id == bindparam("workflow_id")))
+_NEXT_POSITION = Prepared(
+    select(func.coalesce(func.max(STAGES.c.position) + 1, 0)).where(
+        STAGES.c.workflow_id == bindparam("workflow_id")
+    )
+)
 
 
 @dataclass
 class WriteContext:
     """What applying writes shares within one attempt of one transaction."""
 
-    session: Session
+    cursor: Cursor
     profile: GenericProfile
+    #: The Core connection of a transaction that runs caller statements (effects), else None.
+    connection: Connection | None = None
     #: Stage id -> the version its row holds after this transaction's earlier writes.
     versions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class WorkflowInsert:
-    """A new workflow with its stages, edges and tasks: one bulk INSERT per table."""
+    """A new workflow with its stages, edges and tasks: one batched INSERT per table."""
 
-    rows: list[tuple[type[Any], list[RowValues]]]
+    rows: list[tuple[Prepared, list[RowValues]]]
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowInsert:
         row = mapping.workflow_values(workflow)
         stages, edges, tasks = _graph_values(workflow)
-        return cls([(WorkflowRow, [row]), (StageRow, stages), (StageEdgeRow, edges), (TaskRow, tasks)])
+        return cls(
+            [(INSERT_WORKFLOW, [row]), (INSERT_STAGES, stages), (INSERT_EDGES, edges), (INSERT_TASKS, tasks)]
+        )
 
     def apply(self, context: WriteContext) -> OnCommit | None:
-        for row, values in self.rows:
-            if values:
-                context.session.execute(insert(table_of(row)), values)
+        for statement, values in self.rows:
+            context.cursor.run_many(statement, values)
         return None
 
 
@@ -76,10 +116,7 @@ class WorkflowStateUpdate:
         return cls(workflow.id, mapping.workflow_state_values(workflow))
 
     def apply(self, context: WriteContext) -> OnCommit | None:
-        result = context.session.execute(
-            update(WORKFLOWS).where(WORKFLOWS.c.id == self.workflow_id).values(self.values)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if context.cursor.run(_WORKFLOW_STATE, {**self.values, "w_id": self.workflow_id}) == 0:
             raise WorkflowNotFoundError(self.workflow_id)
         return None
 
@@ -104,20 +141,19 @@ class StageWrite:
         return cls(stage, stage.version, phase, mapping.stage_state_values(stage, "stage"), tasks)
 
     def apply(self, context: WriteContext) -> OnCommit | None:
-        stage, session = self.stage, context.session
+        stage, cursor = self.stage, context.cursor
         expected = context.versions.get(stage.id, self.version)
-        condition = [STAGES.c.id == stage.id, STAGES.c.version == expected]
-        if self.phase is not None:
-            condition.append(STAGES.c.status == self.phase)
-        result = session.execute(
-            update(STAGES).where(*condition).values(**self.state, version=expected + 1)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        params = {**self.state, "version": expected + 1, "cas_id": stage.id, "cas_version": expected}
+        if self.phase is None:
+            matched = cursor.run(_CAS, params)
+        else:
+            matched = cursor.run(_CAS_PHASE, {**params, "cas_phase": self.phase})
+        if matched == 1:
             written = [{**task, "version": task["version"] + 1} for task in self.tasks]
-            context.profile.upsert(session, table_of(TaskRow), written, ["id"], _TASK_UPDATE_COLUMNS)
+            context.profile.upsert(cursor, TASKS, written, ("id",), TASK_UPDATE_COLUMNS)
             context.versions[stage.id] = expected + 1
             return lambda: _set_versions(stage, expected + 1, written)
-        if session.scalar(select(StageRow.version).where(StageRow.id == stage.id)) is not None:
+        if cursor.fetch(_STAGE_VERSION, {"stage_id": stage.id}):
             phase = f" and status {self.phase}" if self.phase is not None else ""
             raise ConcurrencyError(
                 f"stage {stage.id}: compare-and-set failed (expected version {expected}{phase})"
@@ -127,25 +163,19 @@ class StageWrite:
         return None
 
     def _insert(self, context: WriteContext, version: int) -> None:
-        stage, session = self.stage, context.session
+        stage, cursor = self.stage, context.cursor
         if not stage.has_execution():
             raise ValidationError("stage.execution", f"stage {stage.id} is not attached to a workflow")
         workflow_id = stage.execution.id
-        if not session.scalar(select(WorkflowRow.id).where(WorkflowRow.id == workflow_id)):
+        if not cursor.fetch(_WORKFLOW_EXISTS, {"workflow_id": workflow_id}):
             raise ValidationError("stage.execution", f"workflow {workflow_id!r} is not stored")
-        position = session.scalar(
-            select(func.coalesce(func.max(StageRow.position) + 1, 0)).where(
-                StageRow.workflow_id == workflow_id
-            )
-        )
+        ((position,),) = cursor.fetch(_NEXT_POSITION, {"workflow_id": workflow_id})
         values = {**mapping.stage_values(stage, workflow_id, position or 0, "stage"), "version": version}
         edges = mapping.edge_values(stage, workflow_id, "stage")
         try:
-            session.execute(insert(STAGES), [values])
-            if edges:
-                session.execute(insert(table_of(StageEdgeRow)), edges)
-            if self.tasks:
-                session.execute(insert(table_of(TaskRow)), self.tasks)
+            cursor.run_many(INSERT_STAGES, [values])
+            cursor.run_many(INSERT_EDGES, edges)
+            cursor.run_many(INSERT_TASKS, self.tasks)
         except IntegrityError as exc:
             raise DuplicateError(
                 f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"

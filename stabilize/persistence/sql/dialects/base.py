@@ -7,27 +7,19 @@ with portable SQL so an unknown SQLAlchemy dialect still works, only less effici
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Table, bindparam, insert, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import URL, Connection, Dialect, Table, bindparam, insert, select, update
+
+from stabilize.persistence.sql.prepared import Cursor, Prepared
 
 logger = logging.getLogger(__name__)
 
 RowValues = dict[str, Any]
-
-
-def load_document(text: str) -> Any:
-    """``json.loads`` for JSON columns read as text (SQLite, MySQL), with the commonest document,
-    the empty object (outputs, exception details), returned without parsing: a new dict each time,
-    as ``json.loads`` gives."""
-    if text == "{}":
-        return {}
-    return json.loads(text)
 
 
 class GenericProfile:
@@ -48,6 +40,10 @@ class GenericProfile:
 
     def on_connect(self, dbapi_connection: Any) -> None:
         """Per-connection settings, run for every new DBAPI connection."""
+
+    def begin_dbapi(self, cursor: Any, write: bool) -> None:
+        """Begin a transaction on a driver cursor (``dbapi.transaction``); by default the driver
+        begins one itself before the first statement."""
 
     def on_begin(self, connection: Connection) -> bool:
         """Start a transaction the dialect's own way; return False to let the driver do it."""
@@ -122,46 +118,46 @@ class GenericProfile:
 
     def upsert(
         self,
-        session: Session,
+        cursor: Cursor,
         table: Table,
         rows: Sequence[RowValues],
-        keys: Sequence[str],
-        update_columns: Sequence[str],
+        keys: tuple[str, ...],
+        update_columns: tuple[str, ...],
     ) -> None:
-        """Insert ``rows``, or update ``update_columns`` of the rows whose ``keys`` exist."""
-        if not rows:
-            return
-        existing = self._existing_keys(session, table, rows, keys)
-        new = [r for r in rows if tuple(r[k] for k in keys) not in existing]
-        old = [r for r in rows if tuple(r[k] for k in keys) in existing]
-        if new:
-            session.execute(insert(table), new)
-        if old:
-            key_params = {k: f"_key_{k}" for k in keys}
+        """Insert ``rows``, or update ``update_columns`` of the rows whose ``keys`` exist.
 
-            stmt = (
-                update(table)
-                .where(*(table.c[k] == bindparam(p) for k, p in key_params.items()))
-                .values({c: bindparam(c) for c in update_columns})
-            )
-            session.execute(stmt, [{**{p: r[k] for k, p in key_params.items()}, **r} for r in old])
+        Portable: an UPDATE per row, then an INSERT where it matched nothing. Profiles with a
+        native upsert do it in one batched statement.
+        """
+        update_row, insert_row = _portable_upsert(table, keys, update_columns)
+        for row in rows:
+            if cursor.run(update_row, {**{f"key_{k}": row[k] for k in keys}, **row}) == 0:
+                cursor.run(insert_row, row)
 
     def insert_ignore(
-        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
     ) -> None:
         """Insert the rows whose ``keys`` are not stored yet; leave the others as they are."""
-        if not rows:
-            return
-        existing = self._existing_keys(session, table, rows, keys)
-        new = [r for r in rows if tuple(r[k] for k in keys) not in existing]
-        if new:
-            session.execute(insert(table), new)
+        exists, insert_row = _portable_insert_ignore(table, keys)
+        for row in rows:
+            if not cursor.fetch(exists, {f"key_{k}": row[k] for k in keys}):
+                cursor.run(insert_row, row)
 
-    @staticmethod
-    def _existing_keys(
-        session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
-    ) -> set[tuple[Any, ...]]:
-        columns = [table.c[k] for k in keys]
-        wanted = [tuple(r[k] for k in keys) for r in rows]
-        found = session.execute(select(*columns).where(tuple_(*columns).in_(wanted))).all()
-        return {tuple(row) for row in found}
+
+@lru_cache(maxsize=64)
+def _portable_upsert(
+    table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]
+) -> tuple[Prepared, Prepared]:
+    update_row = (
+        update(table)
+        .where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+        .values({c: bindparam(c, type_=table.c[c].type) for c in update_columns})
+    )
+    return Prepared(update_row), Prepared(insert(table))
+
+
+@lru_cache(maxsize=64)
+def _portable_insert_ignore(table: Table, keys: tuple[str, ...]) -> tuple[Prepared, Prepared]:
+    key_columns = [table.c[k] for k in keys]
+    exists = select(*key_columns).where(*(c == bindparam(f"key_{c.key}") for c in key_columns))
+    return Prepared(exists), Prepared(insert(table))

@@ -8,12 +8,12 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import URL, Connection, Dialect, Table, text
-from sqlalchemy.dialects.mysql import Insert
 from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.orm import Session
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues, load_document
+from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
+from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.values import load_document
 
 #: Prefix of the migration lock's name; GET_LOCK names are server-wide, so the name adds the
 #: database's. Names are limited to 64 characters.
@@ -105,37 +105,33 @@ class MysqlProfile(GenericProfile):
 
     def upsert(
         self,
-        session: Session,
+        cursor: Cursor,
         table: Table,
         rows: Sequence[RowValues],
-        keys: Sequence[str],
-        update_columns: Sequence[str],
+        keys: tuple[str, ...],
+        update_columns: tuple[str, ...],
     ) -> None:
-        if rows:
-            stmt = _upsert_statement(table, tuple(update_columns))
-            session.connection().execute(stmt, list(rows))
+        cursor.run_many(_upsert_statement(table, update_columns), rows)
 
     def insert_ignore(
-        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
     ) -> None:
-        if rows:
-            session.connection().execute(_insert_ignore_statement(table, keys[0]), list(rows))
+        cursor.run_many(_insert_ignore_statement(table, keys[0]), rows)
 
 
-# Built once per table and columns (and executed on the Session's connection, a Core statement
-# with rows): building ``inserted`` and going through the ORM's bulk path cost more than the write.
+# Built once per table and columns: building ``inserted`` costs more than the write itself.
 @lru_cache(maxsize=64)
-def _upsert_statement(table: Table, update_columns: tuple[str, ...]) -> Insert:
+def _upsert_statement(table: Table, update_columns: tuple[str, ...]) -> Prepared:
     stmt = mysql_insert(table)
-    return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns})
+    return Prepared(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns}))
 
 
 @lru_cache(maxsize=64)
-def _insert_ignore_statement(table: Table, key: str) -> Insert:
+def _insert_ignore_statement(table: Table, key: str) -> Prepared:
     # ON DUPLICATE KEY UPDATE of a key to itself, rather than INSERT IGNORE, which would also
     # swallow errors other than the duplicate key.
     stmt = mysql_insert(table)
-    return stmt.on_duplicate_key_update({key: stmt.inserted[key]})
+    return Prepared(stmt.on_duplicate_key_update({key: stmt.inserted[key]}))
 
 
 def migration_lock_name(database: str | None) -> str:

@@ -7,13 +7,12 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import URL, Connection, Dialect, Table, text
-from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from stabilize.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
+from stabilize.persistence.sql.prepared import Cursor, Prepared
 
 #: The advisory lock key of schema migrations ("stab-mig" as a big-endian int64). Advisory keys
 #: are scoped to the current database, so migrations of different databases never wait on each other.
@@ -88,32 +87,28 @@ class PostgresProfile(GenericProfile):
 
     def upsert(
         self,
-        session: Session,
+        cursor: Cursor,
         table: Table,
         rows: Sequence[RowValues],
-        keys: Sequence[str],
-        update_columns: Sequence[str],
+        keys: tuple[str, ...],
+        update_columns: tuple[str, ...],
     ) -> None:
-        if rows:
-            stmt = _upsert_statement(table, tuple(keys), tuple(update_columns))
-            session.connection().execute(stmt, list(rows))
+        cursor.run_many(_upsert_statement(table, keys, update_columns), rows)
 
     def insert_ignore(
-        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
     ) -> None:
-        if rows:
-            session.connection().execute(_insert_ignore_statement(table, tuple(keys)), list(rows))
+        cursor.run_many(_insert_ignore_statement(table, keys), rows)
 
 
-# Built once per table and columns (and executed on the Session's connection, a Core statement
-# with rows): building ``excluded`` and going through the ORM's bulk path cost more than the write.
+# Built once per table and columns: building ``excluded`` costs more than the write itself.
 @lru_cache(maxsize=64)
-def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Insert:
+def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Prepared:
     stmt = pg_insert(table)
     set_ = {c: stmt.excluded[c] for c in update_columns}
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
+    return Prepared(stmt.on_conflict_do_update(index_elements=list(keys), set_=set_))
 
 
 @lru_cache(maxsize=64)
-def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Insert:
-    return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Prepared:
+    return Prepared(pg_insert(table).on_conflict_do_nothing(index_elements=list(keys)))

@@ -7,14 +7,14 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import URL, Connection, Table
-from sqlalchemy.dialects.sqlite import Insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues, load_document
+from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
+from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.values import load_document
 
 #: Connection execution option that marks a transaction as one that will write.
 WRITE_INTENT = "stabilize_write"
@@ -64,6 +64,10 @@ class SqliteProfile(GenericProfile):
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.
         return getattr(error, "sqlite_errorcode", None) == 14
 
+    def begin_dbapi(self, cursor: Any, write: bool) -> None:
+        # The driver's own transaction control is off (on_connect): begin as on_begin does.
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
     def on_begin(self, connection: Connection) -> bool:
         # A writer takes the write lock when it begins, so two writers queue on busy_timeout
         # instead of deadlocking when both try to upgrade a read lock.
@@ -98,32 +102,28 @@ class SqliteProfile(GenericProfile):
 
     def upsert(
         self,
-        session: Session,
+        cursor: Cursor,
         table: Table,
         rows: Sequence[RowValues],
-        keys: Sequence[str],
-        update_columns: Sequence[str],
+        keys: tuple[str, ...],
+        update_columns: tuple[str, ...],
     ) -> None:
-        if rows:
-            stmt = _upsert_statement(table, tuple(keys), tuple(update_columns))
-            session.connection().execute(stmt, list(rows))
+        cursor.run_many(_upsert_statement(table, keys, update_columns), rows)
 
     def insert_ignore(
-        self, session: Session, table: Table, rows: Sequence[RowValues], keys: Sequence[str]
+        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
     ) -> None:
-        if rows:
-            session.connection().execute(_insert_ignore_statement(table, tuple(keys)), list(rows))
+        cursor.run_many(_insert_ignore_statement(table, keys), rows)
 
 
-# Built once per table and columns (and executed on the Session's connection, a Core statement
-# with rows): building ``excluded`` and going through the ORM's bulk path cost more than the write.
+# Built once per table and columns: building ``excluded`` costs more than the write itself.
 @lru_cache(maxsize=64)
-def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Insert:
+def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Prepared:
     stmt = sqlite_insert(table)
     set_ = {c: stmt.excluded[c] for c in update_columns}
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_)
+    return Prepared(stmt.on_conflict_do_update(index_elements=list(keys), set_=set_))
 
 
 @lru_cache(maxsize=64)
-def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Insert:
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Prepared:
+    return Prepared(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)))

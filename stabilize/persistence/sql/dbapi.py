@@ -1,0 +1,80 @@
+"""One transaction on a pooled driver connection, for the ``Prepared`` statements of the hot paths.
+
+A call costs one pool checkout (with its pre-ping), the statements, and a commit: no Session, no
+Core ``Connection`` bookkeeping. A lost connection is invalidated so the pool never hands it out
+again; errors go through ``faults.translated`` like every other database call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
+from stabilize.persistence.sql.engine import engine_profile
+from stabilize.persistence.sql.faults import translated
+from stabilize.persistence.sql.prepared import Cursor
+
+
+@dataclass
+class Unit:
+    """One transaction's means: the cursor, and a Core connection when the work needs one."""
+
+    cursor: Cursor
+    #: The Core connection owning the transaction, for statements a caller hands in (effects);
+    #: None on the direct path.
+    connection: Connection | None = None
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool, core: bool = False) -> Iterator[Unit]:
+    """One transaction on a pooled connection: committed when the block ends, rolled back if it
+    raises. ``write`` takes SQLite's write lock at BEGIN; ``core`` runs the transaction through a
+    Core ``Connection`` (for caller statements) instead of the driver directly."""
+    if core:
+        with _core_transaction(engine, write) as unit:
+            yield unit
+        return
+    profile = engine_profile(engine)
+    dialect = engine.dialect
+    with translated(engine):
+        pooled = engine.raw_connection()
+        try:
+            dbapi_connection = pooled.dbapi_connection
+            cursor = Cursor(pooled.cursor(), dialect, dbapi_connection)
+            try:
+                profile.begin_dbapi(cursor.raw, write)
+                yield Unit(cursor)
+                pooled.commit()
+            except BaseException as error:
+                _abandon(pooled, error)
+                if isinstance(error, dialect.loaded_dbapi.Error):  # BEGIN or COMMIT failed
+                    raise Cursor(cursor.raw, dialect, dbapi_connection)._wrapped(
+                        error, "BEGIN/COMMIT"
+                    ) from error
+                raise
+        finally:
+            pooled.close()
+
+
+def _abandon(pooled: Any, error: BaseException) -> None:
+    """Roll back; a connection that was lost, or cannot roll back, is dropped from the pool."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        pooled.invalidate(error)
+        return
+    try:
+        pooled.rollback()
+    except Exception as failed:
+        pooled.invalidate(failed)
+
+
+@contextmanager
+def _core_transaction(engine: Engine, write: bool) -> Iterator[Unit]:
+    with translated(engine), engine.execution_options(**{WRITE_INTENT: write}).begin() as connection:
+        pooled = connection.connection
+        yield Unit(Cursor(pooled.cursor(), engine.dialect, pooled.dbapi_connection), connection)

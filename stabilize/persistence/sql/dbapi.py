@@ -43,7 +43,7 @@ def transaction(engine: Engine, *, write: bool, core: bool = False) -> Iterator[
     profile = engine_profile(engine)
     dialect = engine.dialect
     with translated(engine):
-        pooled = engine.raw_connection()
+        pooled = _checkout(engine)
         try:
             dbapi_connection = pooled.dbapi_connection
             cursor = Cursor(pooled.cursor(), dialect, dbapi_connection)
@@ -60,6 +60,18 @@ def transaction(engine: Engine, *, write: bool, core: bool = False) -> Iterator[
                 raise
         finally:
             pooled.close()
+
+
+def _checkout(engine: Engine) -> Any:
+    """A pooled connection; a failure to connect raised as SQLAlchemy's error, as
+    ``engine.connect()`` would (``raw_connection`` leaves the driver's own)."""
+    dialect = engine.dialect
+    try:
+        return engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            None, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+        ) from error
 
 
 def _abandon(pooled: Any, error: BaseException) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from stabilize.errors import TransientError
 from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
 from stabilize.persistence.sql.engine import engine_profile
 from stabilize.persistence.sql.faults import translated
@@ -32,10 +33,14 @@ class Unit:
 
 
 @contextmanager
-def transaction(engine: Engine, *, write: bool, core: bool = False) -> Iterator[Unit]:
+def transaction(
+    engine: Engine, *, write: bool, core: bool = False, autocommit: bool = False
+) -> Iterator[Unit]:
     """One transaction on a pooled connection: committed when the block ends, rolled back if it
     raises. ``write`` takes SQLite's write lock at BEGIN; ``core`` runs the transaction through a
-    Core ``Connection`` (for caller statements) instead of the driver directly."""
+    Core ``Connection`` (for caller statements) instead of the driver directly. ``autocommit``
+    (reads only) runs each statement on its own where the driver can switch for free, saving
+    BEGIN and COMMIT round trips; the caller decides it reads the same (``read_isolation``)."""
     if core:
         with _core_transaction(engine, write) as unit:
             yield unit
@@ -47,17 +52,30 @@ def transaction(engine: Engine, *, write: bool, core: bool = False) -> Iterator[
         try:
             dbapi_connection = pooled.dbapi_connection
             cursor = Cursor(pooled.cursor(), dialect, dbapi_connection)
+            committing = False
+            autocommit = autocommit and not write and profile.dbapi_autocommit(dbapi_connection, True)
             try:
-                profile.begin_dbapi(cursor.raw, write)
+                if not autocommit:
+                    profile.begin_dbapi(cursor, write)
                 yield Unit(cursor)
-                pooled.commit()
-            except BaseException as error:
+                committing = True
+                if not autocommit:
+                    pooled.commit()
+            except BaseException as raised:
+                error = raised
+                if isinstance(raised, dialect.loaded_dbapi.Error):  # BEGIN or COMMIT itself
+                    error = cursor.wrapped(raised, "COMMIT" if committing else "BEGIN")
                 _abandon(pooled, error)
-                if isinstance(error, dialect.loaded_dbapi.Error):  # BEGIN or COMMIT failed
-                    raise Cursor(cursor.raw, dialect, dbapi_connection)._wrapped(
-                        error, "BEGIN/COMMIT"
-                    ) from error
+                if isinstance(error, DBAPIError) and error.connection_invalidated and not committing:
+                    # Lost before COMMIT was sent: nothing was written, so the unit of work can
+                    # run again on a fresh connection (``retry_transient``).
+                    raise TransientError(f"connection lost before commit: {error.orig}") from error
+                if error is not raised:
+                    raise error from raised
                 raise
+            finally:
+                if autocommit and pooled.is_valid:
+                    profile.dbapi_autocommit(dbapi_connection, False)
         finally:
             pooled.close()
 

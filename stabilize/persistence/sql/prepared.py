@@ -65,6 +65,8 @@ class Compiled:
     #: Positions of result columns that hold a JSON document (text on SQLite and MySQL, decoded
     #: here; PostgreSQL's driver decodes JSONB itself).
     result_documents: tuple[int, ...]
+    #: Positions of boolean result columns (SQLite and MySQL return 0 / 1).
+    result_booleans: tuple[int, ...]
     #: Values of the statement's own literals (``max(position) + 1``), which SQLAlchemy binds too.
     literals: dict[str, Any]
 
@@ -111,7 +113,8 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> Compiled:
     literals = {name: b.effective_value for name, b in compiled.binds.items() if not b.required}
     columns = getattr(statement, "exported_columns", ())
     result_documents = tuple(i for i, c in enumerate(columns) if isinstance(c.type, sqltypes.JSON))
-    return Compiled(compiled.string, positions, documents, result_documents, literals)
+    result_booleans = tuple(i for i, c in enumerate(columns) if isinstance(c.type, sqltypes.Boolean))
+    return Compiled(compiled.string, positions, documents, result_documents, result_booleans, literals)
 
 
 class Cursor:
@@ -130,6 +133,15 @@ class Cursor:
         pooled = connection.connection
         return cls(pooled.cursor(), connection.dialect, pooled.dbapi_connection)
 
+    def command(self, sql: str) -> None:
+        """Run a fixed command without parameters (``BEGIN IMMEDIATE``)."""
+        if _observers:
+            _notify(self.dialect, sql)
+        try:
+            self.raw.execute(sql)
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self.wrapped(error, sql) from error
+
     def run(self, prepared: Prepared, params: Params) -> int:
         """Execute; return the rows it matched (UPDATE, DELETE)."""
         compiled = prepared.compiled(self.dialect)
@@ -138,7 +150,7 @@ class Cursor:
         try:
             self.raw.execute(compiled.sql, compiled.args(params))
         except self.dialect.loaded_dbapi.Error as error:
-            raise self._wrapped(error, compiled.sql) from error
+            raise self.wrapped(error, compiled.sql) from error
         return int(self.raw.rowcount)
 
     def run_many(self, prepared: Prepared, rows: Sequence[Params]) -> None:
@@ -151,7 +163,7 @@ class Cursor:
         try:
             self.raw.executemany(compiled.sql, [compiled.args(row) for row in rows])
         except self.dialect.loaded_dbapi.Error as error:
-            raise self._wrapped(error, compiled.sql) from error
+            raise self.wrapped(error, compiled.sql) from error
 
     def fetch(self, prepared: Prepared, params: Params) -> list[Any]:
         """Execute and return every row as the driver gives it (tuples)."""
@@ -162,26 +174,38 @@ class Cursor:
             self.raw.execute(compiled.sql, compiled.args(params))
             return list(self.raw.fetchall())
         except self.dialect.loaded_dbapi.Error as error:
-            raise self._wrapped(error, compiled.sql) from error
+            raise self.wrapped(error, compiled.sql) from error
+
+    def fetch_rows(self, prepared: Prepared, params: Params) -> list[Any]:
+        """Execute and return every row with the values Core would give: JSON documents decoded,
+        booleans as bool."""
+        rows = self.fetch(prepared, params)
+        compiled = prepared.compiled(self.dialect)
+        documents, booleans = compiled.result_documents, compiled.result_booleans
+        if not rows or not (documents or booleans):
+            return rows
+        decoded = []
+        for row in rows:
+            values = list(row)
+            for i in documents:
+                if isinstance(values[i], str):
+                    values[i] = load_document(values[i])
+            for i in booleans:
+                if values[i] is not None:
+                    values[i] = bool(values[i])
+            decoded.append(values)
+        return decoded
 
     def fetch_dicts(self, prepared: Prepared, params: Params) -> list[dict[str, Any]]:
-        """Execute and return every row as a dict by column name, JSON documents decoded."""
-        rows = self.fetch(prepared, params)
+        """``fetch_rows`` as dicts by column name."""
+        rows = self.fetch_rows(prepared, params)
         if not rows:
             return []
         names = [d[0] for d in self.raw.description]
-        documents = prepared.compiled(self.dialect).result_documents
-        found = []
-        for row in rows:
-            values = dict(zip(names, row, strict=True))
-            for i in documents:
-                value = row[i]
-                if isinstance(value, str):
-                    values[names[i]] = load_document(value)
-            found.append(values)
-        return found
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def _wrapped(self, error: Any, sql: str) -> DBAPIError:
+    def wrapped(self, error: Any, sql: str) -> DBAPIError:
+        """The driver's ``error`` as SQLAlchemy's, flagged when it means the connection is lost."""
         lost = bool(self.dialect.is_disconnect(error, self._dbapi_connection, self.raw))
         wrapped = DBAPIError.instance(
             sql,

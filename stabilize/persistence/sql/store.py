@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, ColumnElement, Connection, Engine, Select, delete, func, select, update
+from sqlalchemy import URL, ColumnElement, Connection, Engine, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +22,7 @@ from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, trans
 from stabilize.persistence.sql.health import HealthReport, check_health, database_is_healthy
 from stabilize.persistence.sql.lineage import merge_outputs, topological_order
 from stabilize.persistence.sql.migrate import ensure_current, upgrade
+from stabilize.persistence.sql.prepared import Cursor, Prepared
 from stabilize.persistence.sql.rows import ProcessedMessageRow, StageRow, WorkflowRow
 from stabilize.persistence.sql.transaction import SqlStoreTransaction
 from stabilize.persistence.sql.writes import WriteContext
@@ -79,6 +80,14 @@ class SqlWorkflowStore(WorkflowStore):
         with translated(self.engine), self._read_engine().connect() as connection:
             yield connection
 
+    @contextmanager
+    def _fast_read(self) -> Iterator[Cursor]:
+        """A read of prepared statements on the driver's cursor (see ``dbapi``)."""
+        with translated(self.engine):
+            autocommit = self._read_engine() is not self.engine
+        with dbapi.transaction(self.engine, write=False, autocommit=autocommit) as unit:
+            yield unit.cursor
+
     def _read_engine(self) -> Engine:
         if self._reader is None:
             reader = self.engine
@@ -106,33 +115,32 @@ class SqlWorkflowStore(WorkflowStore):
                 raise DuplicateError(f"workflow.id: {execution.id!r} is already stored") from None
             raise DuplicateError(f"workflow {execution.id!r}: a stage or task id is already stored") from exc
 
+    @retry_transient
     def retrieve(self, execution_id: str) -> Workflow:
         """The workflow, its stages, edges and tasks: four prebuilt queries whatever its size."""
         params = {"workflow_id": execution_id}
-        with self._read() as connection:
-            row = connection.execute(queries.WORKFLOW_BY_ID, params).first()
-            if row is None:
+        with self._fast_read() as cursor:
+            rows = cursor.fetch_rows(_WORKFLOW_BY_ID, params)
+            if not rows:
                 raise WorkflowNotFoundError(execution_id)
-            workflow = mapping.workflow_from_row(row)
-            loaded = _load_stages(
-                connection,
-                (queries.STAGES_OF_WORKFLOW, queries.EDGES_OF_WORKFLOW, queries.TASKS_OF_WORKFLOW),
-                params,
-            )
+            workflow = mapping.workflow_from_row(rows[0])
+            loaded = _load_stages(lambda prepared: cursor.fetch_rows(prepared, params), _WHOLE_WORKFLOW)
         for _, stage in loaded:
             workflow.add_stage(stage)
         return workflow
 
+    @retry_transient
     def retrieve_execution_summary(self, execution_id: str) -> Workflow:
-        with self._read() as connection:
-            row = connection.execute(queries.WORKFLOW_BY_ID, {"workflow_id": execution_id}).first()
-            if row is None:
-                raise WorkflowNotFoundError(execution_id)
-            return mapping.workflow_from_row(row)
+        with self._fast_read() as cursor:
+            rows = cursor.fetch_rows(_WORKFLOW_BY_ID, {"workflow_id": execution_id})
+        if not rows:
+            raise WorkflowNotFoundError(execution_id)
+        return mapping.workflow_from_row(rows[0])
 
+    @retry_transient
     def exists(self, execution_id: str) -> bool:
-        with self._read() as connection:
-            return connection.scalar(select(WorkflowRow.id).where(WorkflowRow.id == execution_id)) is not None
+        with self._fast_read() as cursor:
+            return bool(cursor.fetch(_WORKFLOW_EXISTS, {"workflow_id": execution_id}))
 
     @retry_transient
     def delete(self, execution_id: str) -> None:
@@ -241,16 +249,17 @@ class SqlWorkflowStore(WorkflowStore):
             queries.edges_of_stages(condition),
             queries.tasks_of_stages(condition),
         )
-        return [stage for _, stage in _load_stages(connection, statements, {})]
+        return [stage for _, stage in _load_stages(lambda s: connection.execute(s).all(), statements)]
 
+    @retry_transient
     def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]:
         """Ancestor outputs and the edges between ancestors in one round trip (see queries)."""
         params = {"workflow_id": execution_id, "ref_id": stage_ref_id}
         outputs: dict[str, dict[str, Any]] = {}
         edges: list[tuple[str, str]] = []
-        with self._read() as connection:
-            statement = queries.ancestor_outputs_and_edges(self.profile.lateral_recursion)
-            for ref, document, requisite in connection.execute(statement, params).all():
+        statement = _ANCESTOR_OUTPUTS[self.profile.lateral_recursion]
+        with self._fast_read() as cursor:
+            for ref, document, requisite in cursor.fetch_rows(statement, params):
                 if requisite is None:
                     outputs[ref] = document
                 else:
@@ -291,7 +300,9 @@ class SqlWorkflowStore(WorkflowStore):
                     queries.EDGES_OF_WORKFLOWS,
                     queries.TASKS_OF_WORKFLOWS,
                 )
-                for workflow_id, stage in _load_stages(connection, statements, {"workflow_ids": list(by_id)}):
+                page = {"workflow_ids": list(by_id)}
+                loaded = _load_stages(lambda s: connection.execute(s, page).all(), statements)
+                for workflow_id, stage in loaded:
                     by_id[workflow_id].add_stage(stage)
         return workflows
 
@@ -417,16 +428,27 @@ class SqlWorkflowStore(WorkflowStore):
 
 
 def _load_stages(
-    connection: Connection, statements: tuple[Select[Any], Select[Any], Select[Any]], params: dict[str, Any]
+    fetch: Callable[[Any], Sequence[Any]], statements: tuple[Any, Any, Any]
 ) -> list[tuple[str, StageExecution]]:
     """(workflow id, stage) for the stages the statements select (stages, their edges, their
-    tasks), with requisites and tasks, in three queries whatever their number."""
+    tasks), with requisites and tasks, in three queries whatever their number; ``fetch`` runs
+    one statement and returns all its rows."""
     stages_query, edges_query, tasks_query = statements
-    rows = connection.execute(stages_query, params).all()
+    rows = fetch(stages_query)
     if not rows:
         return []
-    # ``all()``: one fetchall instead of a fetchone per row.
-    loaded = mapping.stages_from_rows(rows, connection.execute(edges_query, params).all())
-    tasks = connection.execute(tasks_query, params).all()
-    mapping.add_tasks({stage.id: stage for _, stage in loaded}, tasks)
+    loaded = mapping.stages_from_rows(rows, fetch(edges_query))
+    mapping.add_tasks({stage.id: stage for _, stage in loaded}, fetch(tasks_query))
     return loaded
+
+
+_WORKFLOW_BY_ID = Prepared(queries.WORKFLOW_BY_ID)
+_WORKFLOW_EXISTS = Prepared(select(WorkflowRow.id).where(WorkflowRow.id == bindparam("workflow_id")))
+_WHOLE_WORKFLOW = (
+    Prepared(queries.STAGES_OF_WORKFLOW),
+    Prepared(queries.EDGES_OF_WORKFLOW),
+    Prepared(queries.TASKS_OF_WORKFLOW),
+)
+_ANCESTOR_OUTPUTS = {
+    lateral: Prepared(queries.ancestor_outputs_and_edges(lateral)) for lateral in (False, True)
+}

@@ -47,7 +47,6 @@ class MysqlProfile(GenericProfile):
         # READ COMMITTED: no gap locks, so queue claims and inserts of unrelated rows do not
         # block or deadlock each other the way REPEATABLE READ's next-key locks do.
         return {
-            "pool_pre_ping": True,
             "pool_size": 5,
             "max_overflow": 10,
             "pool_recycle": 3600,

@@ -29,17 +29,20 @@ class PostgresProfile(GenericProfile):
     name = "postgresql"
 
     def engine_options(self, url: URL) -> dict[str, Any]:
-        # pre-ping: a pooled connection left stale by a server restart is replaced at checkout.
         # connect_timeout: an unreachable server fails the call in seconds instead of hanging.
         # jit=off: the store's queries are short; the JIT's compile time (tens of ms, triggered by
         # the cost estimates of recursive queries) would dwarf their run time.
         return {
-            "pool_pre_ping": True,
             "pool_size": 5,
             "max_overflow": 10,
             "pool_timeout": 10,
             "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c jit=off"},
         }
+
+    def dbapi_autocommit(self, dbapi_connection: Any, on: bool) -> bool:
+        # psycopg 3 only records the mode while no transaction is open: nothing is sent.
+        dbapi_connection.autocommit = on
+        return True
 
     #: Each step of a recursive CTE otherwise hash-joins with every edge of the workflow.
     lateral_recursion = True

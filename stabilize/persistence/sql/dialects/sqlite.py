@@ -26,6 +26,7 @@ def is_memory(url: URL) -> bool:
 
 class SqliteProfile(GenericProfile):
     name = "sqlite"
+    ping_after_idle = None
 
     def engine_options(self, url: URL) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -64,9 +65,9 @@ class SqliteProfile(GenericProfile):
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.
         return getattr(error, "sqlite_errorcode", None) == 14
 
-    def begin_dbapi(self, cursor: Any, write: bool) -> None:
+    def begin_dbapi(self, cursor: Cursor, write: bool) -> None:
         # The driver's own transaction control is off (on_connect): begin as on_begin does.
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        cursor.command("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def on_begin(self, connection: Connection) -> bool:
         # A writer takes the write lock when it begins, so two writers queue on busy_timeout

@@ -153,10 +153,11 @@ class Cursor:
             raise self.wrapped(error, compiled.sql) from error
         return int(self.raw.rowcount)
 
-    def run_many(self, prepared: Prepared, rows: Sequence[Params]) -> None:
-        """Execute once per row, in one driver call (batched by every driver used here)."""
+    def run_many(self, prepared: Prepared, rows: Sequence[Params]) -> int:
+        """Execute once per row, in one driver call (batched by every driver used here); return
+        the rows matched in all (-1 where the driver cannot tell)."""
         if not rows:
-            return
+            return 0
         compiled = prepared.compiled(self.dialect)
         if _observers:
             _notify(self.dialect, compiled.sql)
@@ -164,6 +165,7 @@ class Cursor:
             self.raw.executemany(compiled.sql, [compiled.args(row) for row in rows])
         except self.dialect.loaded_dbapi.Error as error:
             raise self.wrapped(error, compiled.sql) from error
+        return int(self.raw.rowcount)
 
     def fetch(self, prepared: Prepared, params: Params) -> list[Any]:
         """Execute and return every row as the driver gives it (tuples)."""

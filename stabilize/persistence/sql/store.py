@@ -81,10 +81,12 @@ class SqlWorkflowStore(WorkflowStore):
             yield connection
 
     @contextmanager
-    def _fast_read(self) -> Iterator[Cursor]:
-        """A read of prepared statements on the driver's cursor (see ``dbapi``)."""
+    def _fast_read(self, *, single_statement: bool = False) -> Iterator[Cursor]:
+        """A read of prepared statements on the driver's cursor (see ``dbapi``). One statement
+        sees one snapshot on every database, so it needs no transaction; several need one
+        unless each would see its own snapshot anyway (``read_isolation``)."""
         with translated(self.engine):
-            autocommit = self._read_engine() is not self.engine
+            autocommit = single_statement or self._read_engine() is not self.engine
         with dbapi.transaction(self.engine, write=False, autocommit=autocommit) as unit:
             yield unit.cursor
 
@@ -131,7 +133,7 @@ class SqlWorkflowStore(WorkflowStore):
 
     @retry_transient
     def retrieve_execution_summary(self, execution_id: str) -> Workflow:
-        with self._fast_read() as cursor:
+        with self._fast_read(single_statement=True) as cursor:
             rows = cursor.fetch_rows(_WORKFLOW_BY_ID, {"workflow_id": execution_id})
         if not rows:
             raise WorkflowNotFoundError(execution_id)
@@ -139,7 +141,7 @@ class SqlWorkflowStore(WorkflowStore):
 
     @retry_transient
     def exists(self, execution_id: str) -> bool:
-        with self._fast_read() as cursor:
+        with self._fast_read(single_statement=True) as cursor:
             return bool(cursor.fetch(_WORKFLOW_EXISTS, {"workflow_id": execution_id}))
 
     @retry_transient
@@ -258,7 +260,7 @@ class SqlWorkflowStore(WorkflowStore):
         outputs: dict[str, dict[str, Any]] = {}
         edges: list[tuple[str, str]] = []
         statement = _ANCESTOR_OUTPUTS[self.profile.lateral_recursion]
-        with self._fast_read() as cursor:
+        with self._fast_read(single_statement=True) as cursor:
             for ref, document, requisite in cursor.fetch_rows(statement, params):
                 if requisite is None:
                     outputs[ref] = document

@@ -63,7 +63,7 @@ from stabilize.persistence.sql.engine import get_engine, mask
 from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
 from stabilize.persistence.sql.prepared import Cursor, Prepared
 from stabilize.queue import dlq
-from stabilize.queue.claim import Claimer, claimer_for
+from stabilize.queue.claim import Claimer, Remove, ReturningClaimer, claimer_for, remove_unchanged
 from stabilize.queue.interface import Delay, Queue
 from stabilize.queue.messages import Message, MessageDecodeError
 from stabilize.queue.records import (
@@ -216,7 +216,7 @@ class SqlQueue(Queue):
         # BEGIN IMMEDIATE on SQLite: a claim reads then writes, and must hold the write lock from
         # its first read (see dialects/sqlite.py); other dialects ignore the option.
         self._writer = self.engine.execution_options(**{WRITE_INTENT: True})
-        self._claimer: Claimer | None = None
+        self._claimer: Claimer | ReturningClaimer | None = None
 
     @property
     def lock_duration(self) -> timedelta:
@@ -240,10 +240,11 @@ class SqlQueue(Queue):
         with translated(self.engine), self.engine.connect() as connection:
             yield connection
 
-    def _claimer_of(self) -> Claimer:
-        # Chosen on first use, inside a transaction: MariaDB's answer needs the server version,
-        # which the dialect knows once it has connected.
+    def _claimer_of(self) -> Claimer | ReturningClaimer:
+        # Chosen on first use, once connected: MariaDB's answer needs the server version.
         if self._claimer is None:
+            with dbapi.transaction(self.engine, write=False, autocommit=True):
+                pass
             self._claimer = claimer_for(self.engine)
         return self._claimer
 
@@ -263,7 +264,8 @@ class SqlQueue(Queue):
                 push_in_session(connection, message, delay, now=self.clock())
             return
         pending = prepare_push(message, delay, now=self.clock())
-        with dbapi.transaction(self.engine, write=True) as unit:
+        # One statement (a second only when the id is taken, and then the first wrote nothing).
+        with dbapi.transaction(self.engine, write=True, autocommit=True) as unit:
             pending.apply(unit.cursor)
         pending.committed()
 
@@ -304,14 +306,52 @@ class SqlQueue(Queue):
 
     @retry_transient
     def poll_one(self) -> Message | None:
-        """Claim the earliest due message in one transaction; None when nothing is due."""
+        """Claim the earliest due message; None when nothing is due."""
+        claimer = self._claimer_of()
+        if isinstance(claimer, ReturningClaimer):
+            return self._claim_first(claimer)
+        return self._read_then_claim(claimer)
+
+    def _claim_first(self, claimer: ReturningClaimer) -> Message | None:
+        """Claim in one statement, then look at what was claimed (see ``ReturningClaimer``)."""
+        for _ in range(MAX_CANDIDATES):
+            now = self.clock()
+            with dbapi.transaction(self.engine, write=True, autocommit=True) as unit:
+                row = claimer.claim(unit.cursor, now, now + self.lock_ms)
+            if row is None:
+                return None
+            limit = self._limit(row["max_attempts"])
+            before = {**row, "attempts": row["attempts"] - 1}  # the row as it was due
+            if before["attempts"] >= limit:
+                reason = f"used all {limit} attempts"
+                self._bury_claimed(row, before, before["last_error"] or reason, now)
+                logger.warning("dead-lettered message %s: %s", row["message_id"], reason)
+                continue
+            try:
+                message = decode_row(row)
+            except MessageDecodeError as exc:
+                self._bury_claimed(row, before, f"undecodable: {exc}", now)
+                logger.error("dead-lettered undecodable message %s: %s", row["message_id"], exc)
+                continue
+            return deliver(message, row, row["attempts"], limit)
+        return None
+
+    def _bury_claimed(self, claimed: Row, before: Row, reason: str, now: int) -> None:
+        """Dead-letter a row this poller has just claimed, unless its claim lapsed meanwhile."""
         with dbapi.transaction(self.engine, write=True) as unit:
-            cursor, claimer = unit.cursor, self._claimer_of()
+            fence = {"row_id": claimed["id"], "attempt": claimed["attempts"]}
+            if unit.cursor.run(_ACK_DELIVERY, fence) == 1:
+                dlq.bury(unit.cursor, before, reason, now)
+
+    def _read_then_claim(self, claimer: Claimer) -> Message | None:
+        """Read due rows, then claim one of them, in one transaction."""
+        with dbapi.transaction(self.engine, write=True) as unit:
+            cursor = unit.cursor
             now = self.clock()
             for row in islice(claimer.candidates(cursor, now), MAX_CANDIDATES):
                 limit = self._limit(row["max_attempts"])
                 if row["attempts"] >= limit:
-                    self._bury_spent(cursor, claimer, row, now)
+                    self._bury_spent(cursor, claimer.remove, row, now)
                     continue
                 try:
                     message = decode_row(row)
@@ -324,9 +364,9 @@ class SqlQueue(Queue):
                     return deliver(message, row, row["attempts"] + 1, limit)
         return None
 
-    def _bury_spent(self, cursor: Cursor, claimer: Claimer, row: Row, now: int) -> bool:
+    def _bury_spent(self, cursor: Cursor, remove: Remove, row: Row, now: int) -> bool:
         """Dead-letter a due row whose attempts are used up, keeping its last error."""
-        if not claimer.remove(cursor, row, now):
+        if not remove(cursor, row, now):
             return False
         reason = f"used all {self._limit(row['max_attempts'])} attempts"
         dlq.bury(cursor, row, row["last_error"] or reason, now)
@@ -380,7 +420,7 @@ class SqlQueue(Queue):
             statement, params = _ACK_BY_ID, {"message_id": message.message_id}
         else:
             statement, params = _ACK_DELIVERY, {"row_id": token.row_id, "attempt": token.attempt}
-        with dbapi.transaction(self.engine, write=True) as unit:
+        with dbapi.transaction(self.engine, write=True, autocommit=True) as unit:
             deleted = unit.cursor.run(statement, params)
         if token is not None:
             token.released = True
@@ -548,14 +588,13 @@ class SqlQueue(Queue):
         In-flight messages are left to their holder, whose ack may still succeed.
         """
         with self._write() as conn:
-            claimer = self._claimer_of()
             now = self.clock()
             spent = (QUEUE.c.deliver_at <= now) & (
                 (QUEUE.c.attempts >= QUEUE.c.max_attempts) | (QUEUE.c.attempts >= self.max_attempts)
             )
             rows = conn.execute(select(QUEUE).where(spent).order_by(QUEUE.c.id)).mappings().all()
             cursor = Cursor.on(conn)
-            return sum(self._bury_spent(cursor, claimer, row, now) for row in rows)
+            return sum(self._bury_spent(cursor, remove_unchanged, row, now) for row in rows)
 
 
 def _same_or_null(column: ColumnElement[Any], value: str | None) -> ColumnElement[bool]:

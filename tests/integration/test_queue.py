@@ -34,7 +34,7 @@ from stabilize.queue import (
     StartTask,
     StartWorkflow,
 )
-from stabilize.queue.claim import CompareAndSetClaimer, SkipLockedClaimer
+from stabilize.queue.claim import CompareAndSetClaimer, ReturningClaimer, SkipLockedClaimer
 from tests.message_samples import non_default
 
 LOCK = 30_000  # ms
@@ -483,7 +483,7 @@ def test_entry_points_share_the_store_engine(url: str) -> None:
 def test_claim_strategy_follows_the_server_capability(queue: SqlQueue, dialect: str) -> None:
     queue.push(StartWorkflow())
     assert queue.poll_one() is not None
-    expected = SkipLockedClaimer if dialect in ("postgresql", "mariadb") else CompareAndSetClaimer
+    expected = SkipLockedClaimer if dialect == "mariadb" else ReturningClaimer
     assert type(queue._claimer) is expected
 
 

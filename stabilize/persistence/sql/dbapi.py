@@ -39,8 +39,9 @@ def transaction(
     """One transaction on a pooled connection: committed when the block ends, rolled back if it
     raises. ``write`` takes SQLite's write lock at BEGIN; ``core`` runs the transaction through a
     Core ``Connection`` (for caller statements) instead of the driver directly. ``autocommit``
-    (reads only) runs each statement on its own where the driver can switch for free, saving
-    BEGIN and COMMIT round trips; the caller decides it reads the same (``read_isolation``)."""
+    runs each statement as its own transaction where the driver can switch for free, saving
+    BEGIN and COMMIT round trips: for work of one statement, or reads that see the same either
+    way (``read_isolation``); elsewhere it is an ordinary transaction."""
     if core:
         with _core_transaction(engine, write) as unit:
             yield unit
@@ -53,7 +54,7 @@ def transaction(
             dbapi_connection = pooled.dbapi_connection
             cursor = Cursor(pooled.cursor(), dialect, dbapi_connection)
             committing = False
-            autocommit = autocommit and not write and profile.dbapi_autocommit(dbapi_connection, True)
+            autocommit = autocommit and profile.dbapi_autocommit(dbapi_connection, True)
             try:
                 if not autocommit:
                     profile.begin_dbapi(cursor, write)

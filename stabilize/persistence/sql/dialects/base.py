@@ -106,6 +106,11 @@ class GenericProfile:
         """Whether ``SELECT ... FOR UPDATE SKIP LOCKED`` works on this server."""
         return False
 
+    def supports_claim_returning(self, dialect: Dialect) -> bool:
+        """Whether ``UPDATE ... WHERE id = (SELECT ... FROM the same table) RETURNING`` works,
+        so a queue claim is one statement (``queue.claim.ReturningClaimer``)."""
+        return False
+
     #: Isolation level for the store's read-only calls on a READ COMMITTED database, where every
     #: statement reads its own snapshot in or out of a transaction: "AUTOCOMMIT" then saves each
     #: read its BEGIN and ROLLBACK round trips. None: reads run in a transaction (SQLite's gives

@@ -51,6 +51,9 @@ class PostgresProfile(GenericProfile):
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         return True
 
+    def supports_claim_returning(self, dialect: Dialect) -> bool:
+        return True
+
     def _lock_migrations(self, connection: Connection) -> None:
         # A session-level advisory lock, taken in a transaction of its own and committed at once:
         # the migration's transaction then begins after the lock is held, so even under

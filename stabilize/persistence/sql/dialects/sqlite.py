@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Table
+from sqlalchemy import URL, Connection, Dialect, Table
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
@@ -74,6 +75,10 @@ class SqliteProfile(GenericProfile):
     def begin_dbapi(self, cursor: Cursor, write: bool) -> None:
         # The driver's own transaction control is off (on_connect): begin as on_begin does.
         cursor.command("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def supports_claim_returning(self, dialect: Dialect) -> bool:
+        # RETURNING arrived in SQLite 3.35; one UPDATE statement holds the write lock throughout.
+        return sqlite3.sqlite_version_info >= (3, 35)
 
     def dbapi_autocommit(self, dbapi_connection: Any, on: bool) -> bool:
         # Always in autocommit between transactions: the sqlite3 module's own transaction

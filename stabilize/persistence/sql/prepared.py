@@ -73,15 +73,24 @@ class Compiled:
     def args(self, params: Params) -> tuple[Any, ...] | dict[str, Any]:
         if self.literals:
             params = {**self.literals, **params}
-        if self.documents:
-            params = {k: (_document(v) if k in self.documents else v) for k, v in params.items()}
+        documents = self.documents
         if self.positions is None:
-            return params if isinstance(params, dict) else dict(params)
-        return tuple([params[name] for name in self.positions])
+            named = dict(params)
+            for name in documents:
+                if name in named:
+                    named[name] = _document(named[name])
+            return named
+        if not documents:
+            return tuple([params[name] for name in self.positions])
+        return tuple([_document(params[n]) if n in documents else params[n] for n in self.positions])
 
 
 def _document(value: Any) -> str | None:
-    return None if value is None else compact_json(value)
+    if value is None:
+        return None
+    if value == {}:  # the commonest document (outputs, exception details), without the encoder
+        return "{}"
+    return compact_json(value)
 
 
 class Prepared:

@@ -34,6 +34,8 @@ def encode_document(value: dict[str, Any], path: str) -> dict[str, Any]:
     """Encode a mapping for a JSON column, or raise ``ValidationError`` naming ``path[...]``."""
     if not isinstance(value, dict):
         raise ValidationError(path, f"must be a dict, got {type(value).__name__}")
+    if not value:
+        return {}
     encoded: dict[str, Any] = _encode(value, path, 1)
     return encoded
 

@@ -17,24 +17,28 @@ def topological_order(requisites_of: Mapping[str, Set[str]]) -> list[str]:
     """Kahn's algorithm over the given nodes, ties broken by ref id so the order never depends
     on hashing: the start queue holds the nodes with no requisite inside the set, sorted, and the
     nodes each step makes ready join the queue's end, sorted."""
-    nodes = requisites_of.keys()
-    waiting = {ref: sum(1 for r in reqs if r in nodes and r != ref) for ref, reqs in requisites_of.items()}
-    dependents: dict[str, list[str]] = {ref: [] for ref in nodes}
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
     for ref, reqs in requisites_of.items():
+        count = 0
         for req in reqs:
-            if req in nodes and req != ref:
-                dependents[req].append(ref)
-    queue = deque(sorted(ref for ref, count in waiting.items() if count == 0))
+            if req != ref and req in requisites_of:
+                count += 1
+                dependents.setdefault(req, []).append(ref)
+        waiting[ref] = count
+    queue = deque(sorted(ref for ref, count in waiting.items() if not count))
     ordered: list[str] = []
     while queue:
         current = queue.popleft()
         ordered.append(current)
         ready = []
-        for dependent in dependents[current]:
+        for dependent in dependents.get(current, ()):
             waiting[dependent] -= 1
-            if waiting[dependent] == 0:
+            if not waiting[dependent]:
                 ready.append(dependent)
-        queue.extend(sorted(ready))
+        if len(ready) > 1:
+            ready.sort()
+        queue.extend(ready)
     return ordered
 
 

@@ -8,24 +8,26 @@ ancestors, not the size of the workflow.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from typing import Any
 
 
-def topological_order(requisites_of: Mapping[str, Set[str]]) -> list[str]:
-    """Kahn's algorithm over the given nodes, ties broken by ref id so the order never depends
-    on hashing: the start queue holds the nodes with no requisite inside the set, sorted, and the
-    nodes each step makes ready join the queue's end, sorted."""
-    waiting: dict[str, int] = {}
+def topological_order(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str]:
+    """Kahn's algorithm over ``nodes``, given ``(ref, requisite)`` edges (each once; edges that
+    leave the node set are ignored), ties broken by ref id so the order never depends on hashing:
+    the start queue holds the nodes with no requisite inside the set, sorted, and the nodes each
+    step makes ready join the queue's end, sorted."""
+    waiting = dict.fromkeys(nodes, 0)
     dependents: dict[str, list[str]] = {}
-    for ref, reqs in requisites_of.items():
-        count = 0
-        for req in reqs:
-            if req != ref and req in requisites_of:
-                count += 1
-                dependents.setdefault(req, []).append(ref)
-        waiting[ref] = count
+    for ref, requisite in edges:
+        if ref != requisite and ref in waiting and requisite in waiting:
+            waiting[ref] += 1
+            found = dependents.get(requisite)
+            if found is None:
+                dependents[requisite] = [ref]
+            else:
+                found.append(ref)
     queue = deque(sorted(ref for ref, count in waiting.items() if not count))
     ordered: list[str] = []
     while queue:
@@ -33,8 +35,9 @@ def topological_order(requisites_of: Mapping[str, Set[str]]) -> list[str]:
         ordered.append(current)
         ready = []
         for dependent in dependents.get(current, ()):
-            waiting[dependent] -= 1
-            if not waiting[dependent]:
+            left = waiting[dependent] - 1
+            waiting[dependent] = left
+            if not left:
                 ready.append(dependent)
         if len(ready) > 1:
             ready.sort()

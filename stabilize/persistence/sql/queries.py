@@ -16,8 +16,10 @@ from sqlalchemy import (
     CompoundSelect,
     Select,
     String,
+    Text,
     and_,
     bindparam,
+    cast,
     literal,
     null,
     or_,
@@ -75,7 +77,10 @@ def ancestor_outputs_and_edges(lateral: bool) -> CompoundSelect[Any]:
     workflow_id, ref_id = bindparam("workflow_id", type_=String), bindparam("ref_id", type_=String)
     ancestors = _ancestors(workflow_id, ref_id, lateral)
     refs = select(ancestors.c.ref_id).where(ancestors.c.ref_id != ref_id)
-    outputs = select(STAGES.c.ref_id, STAGES.c.outputs, null().label("requisite_ref_id")).where(
+    # Outputs as text on every dialect, so all of them are decoded in one parse (``prepared``)
+    # rather than one JSONB decode per row in the driver.
+    as_text = type_coerce(cast(STAGES.c.outputs, Text), STAGES.c.outputs.type).label("outputs")
+    outputs = select(STAGES.c.ref_id, as_text, null().label("requisite_ref_id")).where(
         STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(refs)
     )
     no_outputs = type_coerce(null(), STAGES.c.outputs.type)

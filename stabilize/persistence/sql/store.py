@@ -268,11 +268,7 @@ class SqlWorkflowStore(WorkflowStore):
                     edges.append((ref, requisite))
         if not outputs:
             return {}
-        requisites: dict[str, set[str]] = {ref: set() for ref in outputs}
-        for ref, requisite in edges:
-            if ref in requisites:
-                requisites[ref].add(requisite)
-        return merge_outputs(topological_order(requisites), outputs)
+        return merge_outputs(topological_order(outputs, edges), outputs)
 
     # -- listings ---------------------------------------------------------------------------
 

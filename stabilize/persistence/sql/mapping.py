@@ -54,7 +54,10 @@ _LIMITS: dict[type[Base], dict[str, int]] = {
 
 
 def _checked(row: type[Base], values: RowValues, path: str) -> RowValues:
-    """Refuse over-long strings and non-strings in string columns, naming the field."""
+    """Refuse over-long strings, non-strings, NUL characters and lone surrogates in string
+    columns, naming the field. The character checks run once over all the row's strings, and
+    field by field only when one of them fails (to name the field)."""
+    texts = []
     for key, limit in _LIMITS[row].items():
         value = values.get(key)
         if value is None:
@@ -63,16 +66,24 @@ def _checked(row: type[Base], values: RowValues, path: str) -> RowValues:
             raise ValidationError(f"{path}.{key}", f"must be a string, got {type(value).__name__}")
         if len(value) > limit:
             raise ValidationError(f"{path}.{key}", f"is {len(value)} characters long, the limit is {limit}")
-        if "\x00" in value:
-            raise ValidationError(f"{path}.{key}", "contains a NUL character")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValidationError(
-                    f"{path}.{key}", "contains a lone surrogate, not valid Unicode"
-                ) from None
+        texts.append(value)
+    joined = "".join(texts)
+    if "\x00" in joined or not joined.isascii():
+        for key in _LIMITS[row]:
+            _check_characters(values.get(key), f"{path}.{key}")
     return values
+
+
+def _check_characters(value: str | None, path: str) -> None:
+    if value is None:
+        return
+    if "\x00" in value:
+        raise ValidationError(path, "contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(path, "contains a lone surrogate, not valid Unicode") from None
 
 
 def _enum_name(value: object, enum: type[Enum], path: str) -> str:

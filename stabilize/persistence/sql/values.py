@@ -33,39 +33,70 @@ _INT_BOUND = 10**MAX_INT_DIGITS
 def encode_document(value: dict[str, Any], path: str) -> dict[str, Any]:
     """Encode a mapping for a JSON column, or raise ``ValidationError`` naming ``path[...]``."""
     if not isinstance(value, dict):
-        raise ValidationError(path, f"must be a dict, got {type(value).__name__}")
+        raise ValidationError(_render(path), f"must be a dict, got {type(value).__name__}")
     if not value:
         return {}
     encoded: dict[str, Any] = _encode(value, path, 1)
     return encoded
 
 
-def _encode(value: Any, path: str, depth: int) -> Any:
+#: Where a value sits: the document's path, or (where its container sits, its key or index). The
+#: path text is built only for an error message; building it for every value cost more than the
+#: checks.
+Where = Any
+
+
+def _render(where: Where) -> str:
+    parts = []
+    while isinstance(where, tuple):
+        where, key = where
+        parts.append(f"[{key!r}]")
+    return str(where) + "".join(reversed(parts))
+
+
+def _encode(value: Any, where: Where, depth: int) -> Any:
     kind = type(value)
     if kind is str:
-        _check_text(value, path)
+        _check_text(value, where)
         return value
     if kind is int:
-        return _check_int(value, path)
+        return _check_int(value, where)
     if kind is bool or value is None:
         return value
     if kind is float:
-        return _check_float(value, path)
+        return _check_float(value, where)
     if depth > MAX_DEPTH and isinstance(value, dict | list | tuple | set | frozenset):
-        raise ValidationError(path, f"is nested deeper than {MAX_DEPTH} levels (or contains itself)")
+        raise ValidationError(
+            _render(where), f"is nested deeper than {MAX_DEPTH} levels (or contains itself)"
+        )
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValidationError(f"{path}[{key!r}]", f"keys must be strings, got {type(key).__name__}")
-            _check_text(key, f"{path}[{key!r}]")
-            out[key] = _encode(item, f"{path}[{key!r}]", depth + 1)
+                problem = f"keys must be strings, got {type(key).__name__}"
+                raise ValidationError(_render((where, key)), problem)
+            if "\x00" in key or not key.isascii():
+                _check_text(key, (where, key))
+            out[key] = _plain(item, where, key, depth)
         return out
     if isinstance(value, list | tuple):
-        return [_encode(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        return [_plain(item, where, i, depth) for i, item in enumerate(value)]
     if isinstance(value, set | frozenset):
-        return [_encode(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(_stable(value))]
-    return _encode_standard(value, path, depth)
+        return [_encode(item, (where, i), depth + 1) for i, item in enumerate(_stable(value))]
+    return _encode_standard(value, where, depth)
+
+
+def _plain(item: Any, where: Where, key: Any, depth: int) -> Any:
+    """``_encode`` of a container's item, with the commonest cases (plain text, a small int,
+    a bool, None) settled here without building the item's place."""
+    kind = type(item)
+    if kind is str:
+        if "\x00" in item or not item.isascii():
+            _check_text(item, (where, key))
+        return item
+    if kind is bool or item is None or (kind is int and -_INT_BOUND < item < _INT_BOUND):
+        return item
+    return _encode(item, (where, key), depth + 1)
 
 
 def _stable(items: set[Any] | frozenset[Any]) -> list[Any]:
@@ -77,28 +108,28 @@ def _stable(items: set[Any] | frozenset[Any]) -> list[Any]:
         return list(items)
 
 
-def _check_int(value: int, path: str) -> int:
+def _check_int(value: int, path: Where) -> int:
     if -_INT_BOUND < value < _INT_BOUND:
         return value
     raise ValidationError(
-        path,
+        _render(path),
         f"integer with more than {MAX_INT_DIGITS} digits is too long for JSON text (Python's int-to-text "
         "limit, which every driver's JSON encoder and decoder meets); store it as a string",
     )
 
 
-def _check_float(value: float, path: str) -> float:
+def _check_float(value: float, path: Where) -> float:
     if not math.isfinite(value):
-        raise ValidationError(path, f"{value!r} is not a finite number and has no JSON form")
+        raise ValidationError(_render(path), f"{value!r} is not a finite number and has no JSON form")
     if abs(value) >= FLOAT_LIMIT:
         raise ValidationError(
-            path,
+            _render(path),
             f"float {value!r} is too large to store exactly (limit {FLOAT_LIMIT:g}); use an int or a string",
         )
     return value + 0.0  # -0.0 becomes 0.0, as PostgreSQL would make it
 
 
-def _encode_standard(value: Any, path: str, depth: int) -> Any:
+def _encode_standard(value: Any, path: Where, depth: int) -> Any:
     """The standard library types the contract gives a string form to."""
     if isinstance(value, Enum):
         return _encode(value.value, path, depth)
@@ -110,22 +141,24 @@ def _encode_standard(value: Any, path: str, depth: int) -> Any:
         return text
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise ValidationError(path, f"{value!r} is not a finite number and has no JSON form")
+            raise ValidationError(_render(path), f"{value!r} is not a finite number and has no JSON form")
         return str(value)
     for base in (bool, int, float, str):  # subclasses of the JSON scalars store as the scalar
         if isinstance(value, base):
             return _encode(base(value), path, depth)
-    raise ValidationError(path, f"a {type(value).__name__} cannot be stored as JSON")
+    raise ValidationError(_render(path), f"a {type(value).__name__} cannot be stored as JSON")
 
 
-def _check_text(text: str, path: str) -> None:
+def _check_text(text: str, path: Where) -> None:
     if "\x00" in text:
-        raise ValidationError(path, "text contains a NUL character, which PostgreSQL cannot store")
+        raise ValidationError(_render(path), "text contains a NUL character, which PostgreSQL cannot store")
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValidationError(path, "text contains a lone surrogate and is not valid Unicode") from None
+            raise ValidationError(
+                _render(path), "text contains a lone surrogate and is not valid Unicode"
+            ) from None
 
 
 def compact_json(value: object) -> str:

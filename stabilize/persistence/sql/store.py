@@ -85,8 +85,10 @@ class SqlWorkflowStore(WorkflowStore):
         """A read of prepared statements on the driver's cursor (see ``dbapi``). One statement
         sees one snapshot on every database, so it needs no transaction; several need one
         unless each would see its own snapshot anyway (``read_isolation``)."""
-        with translated(self.engine):
-            autocommit = single_statement or self._read_engine() is not self.engine
+        autocommit = single_statement
+        if not autocommit:
+            with translated(self.engine):
+                autocommit = self._read_engine() is not self.engine
         with dbapi.transaction(self.engine, write=False, autocommit=autocommit) as unit:
             yield unit.cursor
 

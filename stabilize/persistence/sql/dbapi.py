@@ -66,11 +66,15 @@ def transaction(
                 error = raised
                 if isinstance(raised, dialect.loaded_dbapi.Error):  # BEGIN or COMMIT itself
                     error = cursor.wrapped(raised, "COMMIT" if committing else "BEGIN")
-                _abandon(pooled, error)
-                if isinstance(error, DBAPIError) and error.connection_invalidated and not committing:
+                lost = isinstance(error, DBAPIError) and (
+                    error.connection_invalidated or profile.is_unreachable(error.orig or error)
+                )
+                _abandon(pooled, error, lost)
+                if lost and not committing and not (autocommit and write):
                     # Lost before COMMIT was sent: nothing was written, so the unit of work can
-                    # run again on a fresh connection (``retry_transient``).
-                    raise TransientError(f"connection lost before commit: {error.orig}") from error
+                    # run again on a fresh connection (``retry_transient``). A write that commits
+                    # by itself may have committed when its connection died: never rerun.
+                    raise TransientError(f"connection lost before commit: {error}") from error
                 if error is not raised:
                     raise error from raised
                 raise
@@ -93,9 +97,9 @@ def _checkout(engine: Engine) -> Any:
         ) from error
 
 
-def _abandon(pooled: Any, error: BaseException) -> None:
+def _abandon(pooled: Any, error: BaseException, lost: bool) -> None:
     """Roll back; a connection that was lost, or cannot roll back, is dropped from the pool."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    if lost:
         pooled.invalidate(error)
         return
     try:

@@ -149,12 +149,12 @@ def _decode_column(rows: list[list[Any]], i: int) -> None:
 class Cursor:
     """The driver's cursor inside one transaction, running ``Prepared`` statements."""
 
-    __slots__ = ("_dbapi_connection", "dialect", "raw")
+    __slots__ = ("dbapi_connection", "dialect", "raw")
 
     def __init__(self, raw: Any, dialect: Dialect, dbapi_connection: Any) -> None:
         self.raw = raw
         self.dialect = dialect
-        self._dbapi_connection = dbapi_connection
+        self.dbapi_connection = dbapi_connection
 
     @classmethod
     def on(cls, connection: Connection) -> Cursor:
@@ -234,7 +234,7 @@ class Cursor:
 
     def wrapped(self, error: Any, sql: str) -> DBAPIError:
         """The driver's ``error`` as SQLAlchemy's, flagged when it means the connection is lost."""
-        lost = bool(self.dialect.is_disconnect(error, self._dbapi_connection, self.raw))
+        lost = bool(self.dialect.is_disconnect(error, self.dbapi_connection, self.raw))
         wrapped = DBAPIError.instance(
             sql,
             None,

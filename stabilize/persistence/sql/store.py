@@ -58,6 +58,8 @@ class SqlWorkflowStore(WorkflowStore):
         self.retry_policy = retry_policy or RetryPolicy()
         self.profile = engine_profile(self.engine)
         self._reader: Engine | None = None
+        #: Whether reads of several statements may run without a transaction; None until known.
+        self._autocommit_reads: bool | None = None
         self._writes = sessionmaker(
             self.engine.execution_options(**{WRITE_INTENT: True}), expire_on_commit=False, autoflush=False
         )
@@ -84,12 +86,14 @@ class SqlWorkflowStore(WorkflowStore):
     def _fast_read(self, *, single_statement: bool = False) -> Iterator[Cursor]:
         """A read of prepared statements on the driver's cursor (see ``dbapi``). One statement
         sees one snapshot on every database, so it needs no transaction; several need one
-        unless each would see its own snapshot anyway (``read_isolation``)."""
-        autocommit = single_statement
-        if not autocommit:
-            with translated(self.engine):
-                autocommit = self._read_engine() is not self.engine
+        unless each would see its own snapshot anyway (``read_isolation``), which the first
+        read finds out inside its own transaction."""
+        autocommit = single_statement or bool(self._autocommit_reads)
         with dbapi.transaction(self.engine, write=False, autocommit=autocommit) as unit:
+            if self._autocommit_reads is None:
+                self._autocommit_reads = self.profile.read_isolation is not None and (
+                    self.engine.dialect.get_isolation_level(unit.cursor.dbapi_connection) == "READ COMMITTED"
+                )
             yield unit.cursor
 
     def _read_engine(self) -> Engine:

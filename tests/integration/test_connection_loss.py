@@ -1,0 +1,92 @@
+"""The server drops the pooled connections under a live store and queue (a failover, an idle
+timeout, an operator's kill): the pool still holds them, and they are too fresh to be pinged.
+
+A read, or a transaction that had not reached COMMIT, runs again on a fresh connection and the
+caller never notices. A write that commits by itself (push, ack and the one-statement claim on
+PostgreSQL) may have committed when its connection died, so it is never rerun: it fails with
+``DatabaseUnavailableError`` and the next call works.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from stabilize.errors import DatabaseUnavailableError
+from stabilize.models import WorkflowStatus
+from stabilize.persistence.sql.engine import normalize_url
+from stabilize.persistence.sql.store import SqlWorkflowStore
+from stabilize.queue.messages import StartWorkflow
+from stabilize.queue.sql import SqlQueue
+from tests.integration.builders import chain
+
+pytestmark = pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+
+
+def drop_other_connections(url: str, dialect: str) -> int:
+    """End every other session on this test's database, as the server would; returns how many."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        if dialect == "postgresql":
+            ended = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+            count = len(ended)
+        else:
+            ids = connection.execute(
+                text(
+                    "SELECT id FROM information_schema.processlist"
+                    " WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                )
+            ).scalars()
+            count = 0
+            for session_id in ids:
+                connection.exec_driver_sql("KILL CONNECTION %s", (int(session_id),))
+                count += 1
+    engine.dispose()
+    return count
+
+
+def test_reads_and_transactions_rerun_on_a_fresh_connection(url: str, dialect: str) -> None:
+    store = SqlWorkflowStore(url)
+    workflow = chain(3, 2)
+    store.store(workflow)
+
+    assert drop_other_connections(url, dialect) >= 1  # the store's pooled connection among them
+    assert store.retrieve(workflow.id) == workflow
+
+    drop_other_connections(url, dialect)
+    assert store.get_merged_ancestor_outputs(workflow.id, workflow.stages[-1].ref_id) == {}
+
+    stage = workflow.stages[0]
+    stage.status = WorkflowStatus.RUNNING
+    drop_other_connections(url, dialect)
+    store.store_stage(stage, expected_phase="NOT_STARTED")
+    assert stage.version == 1
+    assert store.retrieve(workflow.id).stages[0].version == 1  # written once, not twice
+
+
+def test_a_write_that_commits_by_itself_is_never_rerun(url: str, dialect: str) -> None:
+    queue = SqlQueue(url)
+    queue.clear()
+    queue.push(StartWorkflow(execution_id="warm"))  # a pooled connection to drop
+
+    drop_other_connections(url, dialect)
+    if dialect == "postgresql":
+        # The push commits by itself (autocommit): it fails clearly rather than risk a second copy.
+        with pytest.raises(DatabaseUnavailableError, match="unavailable"):
+            queue.push(StartWorkflow(execution_id="lost"))
+        expected = {"warm", "next"}
+    else:
+        # MariaDB's autocommit switch costs a round trip, so a push is an ordinary transaction:
+        # it never reached COMMIT, and runs again on a fresh connection.
+        queue.push(StartWorkflow(execution_id="lost"))
+        expected = {"warm", "lost", "next"}
+
+    queue.push(StartWorkflow(execution_id="next"))
+    found = [queue.poll_one() for _ in range(queue.size())]
+    assert sorted(m.execution_id for m in found if m is not None) == sorted(expected)  # type: ignore[attr-defined]

@@ -33,8 +33,8 @@ QUEUE = cast(Table, QueueMessageRow.__table__)
 DEAD_LETTERS = cast(Table, DeadLetterRow.__table__)
 PROCESSED = cast(Table, ProcessedMessageRow.__table__)
 
-#: Anything a statement can run on: the store's Session inside ``store.transaction()``, or a
-#: Core Connection (the queue's own transactions, or one a caller passes to ``push``).
+#: A caller's transaction a message can be pushed in (``push(connection=...)``): a Session or a
+#: Core Connection.
 Executor = Session | Connection
 
 RowValues = dict[str, Any]

@@ -1,8 +1,9 @@
 """One transaction on a pooled driver connection, for the ``Prepared`` statements of the hot paths.
 
-A call costs one pool checkout (with its pre-ping), the statements, and a commit: no Session, no
-Core ``Connection`` bookkeeping. A lost connection is invalidated so the pool never hands it out
-again; errors go through ``faults.translated`` like every other database call.
+A call costs one pool checkout, the statements, and a commit: no Session, no Core ``Connection``
+bookkeeping. A lost connection is invalidated so the pool never hands it out again, and the unit
+of work reruns on a fresh one when nothing can have been committed; errors go through
+``faults.translated`` like every other database call.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The one Session-based store, for every dialect. Transactions begin and end here only."""
+"""The one store, for every dialect.
+
+The calls an engine makes per step (``store_stage``, ``transaction()``, ``store``, ``retrieve``,
+the merge) run prebuilt statements on the driver's cursor (``dbapi``, ``prepared``); the
+occasional ones (pause, resume, cancel, delete, purge, listings) use Sessions and Core
+connections. Either way a call is one transaction, begun and ended here or in ``dbapi``.
+"""
 
 from __future__ import annotations
 

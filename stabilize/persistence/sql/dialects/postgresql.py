@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Table, text
+from sqlalchemy import URL, Connection, Dialect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
-from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 
 #: The advisory lock key of schema migrations ("stab-mig" as a big-endian int64). Advisory keys
 #: are scoped to the current database, so migrations of different databases never wait on each other.
@@ -25,7 +22,8 @@ TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-class PostgresProfile(GenericProfile):
+class PostgresProfile(OnConflictProfile):
+    dialect_insert = staticmethod(pg_insert)
     name = "postgresql"
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -90,31 +88,3 @@ class PostgresProfile(GenericProfile):
             return False
         state = error.sqlstate
         return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
-
-    def upsert(
-        self,
-        cursor: Cursor,
-        table: Table,
-        rows: Sequence[RowValues],
-        keys: tuple[str, ...],
-        update_columns: tuple[str, ...],
-    ) -> None:
-        cursor.run_many(_upsert_statement(table, keys, update_columns), rows)
-
-    def insert_ignore(
-        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
-    ) -> None:
-        cursor.run_many(_insert_ignore_statement(table, keys), rows)
-
-
-# Built once per table and columns: building ``excluded`` costs more than the write itself.
-@lru_cache(maxsize=64)
-def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Prepared:
-    stmt = pg_insert(table)
-    set_ = {c: stmt.excluded[c] for c in update_columns}
-    return Prepared(stmt.on_conflict_do_update(index_elements=list(keys), set_=set_))
-
-
-@lru_cache(maxsize=64)
-def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Prepared:
-    return Prepared(pg_insert(table).on_conflict_do_nothing(index_elements=list(keys)))

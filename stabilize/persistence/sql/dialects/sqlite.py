@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Table
+from sqlalchemy import URL, Connection, Dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
-from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
+from stabilize.persistence.sql.prepared import Cursor
 from stabilize.persistence.sql.values import load_document
 
 #: Connection execution option that marks a transaction as one that will write.
@@ -25,7 +23,8 @@ def is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or bool(url.query.get("mode") == "memory")
 
 
-class SqliteProfile(GenericProfile):
+class SqliteProfile(OnConflictProfile):
+    dialect_insert = staticmethod(sqlite_insert)
     name = "sqlite"
     ping_after_idle = None
 
@@ -116,31 +115,3 @@ class SqliteProfile(GenericProfile):
             ) from exc
         finally:
             raw.execute(f"PRAGMA busy_timeout={previous}")
-
-    def upsert(
-        self,
-        cursor: Cursor,
-        table: Table,
-        rows: Sequence[RowValues],
-        keys: tuple[str, ...],
-        update_columns: tuple[str, ...],
-    ) -> None:
-        cursor.run_many(_upsert_statement(table, keys, update_columns), rows)
-
-    def insert_ignore(
-        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
-    ) -> None:
-        cursor.run_many(_insert_ignore_statement(table, keys), rows)
-
-
-# Built once per table and columns: building ``excluded`` costs more than the write itself.
-@lru_cache(maxsize=64)
-def _upsert_statement(table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Prepared:
-    stmt = sqlite_insert(table)
-    set_ = {c: stmt.excluded[c] for c in update_columns}
-    return Prepared(stmt.on_conflict_do_update(index_elements=list(keys), set_=set_))
-
-
-@lru_cache(maxsize=64)
-def _insert_ignore_statement(table: Table, keys: tuple[str, ...]) -> Prepared:
-    return Prepared(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)))

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from stabilize.models import StageExecution, Workflow
-from stabilize.persistence.sql.rows import QueueMessageRow
+from stabilize.persistence.sql.rows import QueueMessageRow, StageRow
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue import SqlQueue, StartStage
 from tests.conftest import FILE_OR_SERVER_DIALECTS
@@ -40,14 +40,19 @@ def _loop_until_killed(url: str, stage_id: str, committed: Any) -> None:
         committed.set()  # the parent kills only a child that has got going
 
 
-def queued_for(store: SqlWorkflowStore, workflow_id: str) -> int:
+def version_and_queued(store: SqlWorkflowStore, stage_id: str, workflow_id: str) -> tuple[int, int]:
+    """The stage's version and the messages queued for its workflow, read in one statement: one
+    snapshot, so a commit the killed child had already sent cannot land between the two reads."""
+    version = select(StageRow.version).where(StageRow.id == stage_id).scalar_subquery()
+    queued = (
+        select(func.count())
+        .select_from(QueueMessageRow)
+        .where(QueueMessageRow.execution_id == workflow_id)
+        .scalar_subquery()
+    )
     with store.engine.connect() as connection:
-        query = (
-            select(func.count())
-            .select_from(QueueMessageRow)
-            .where(QueueMessageRow.execution_id == workflow_id)
-        )
-        return connection.execute(query).scalar_one()
+        found, count = connection.execute(select(version, queued)).one()
+        return int(found), int(count)
 
 
 @pytest.mark.parametrize("dialect", FILE_OR_SERVER_DIALECTS, indirect=True)
@@ -72,7 +77,7 @@ def test_sigkill_never_separates_a_stage_write_from_its_message(store: SqlWorkfl
                 child.kill()
                 child.join(5)
         assert child.exitcode == -signal.SIGKILL
-        version = store.retrieve_stage(stage.id).version
-        assert version == queued_for(store, workflow.id) > 0
+        version, queued = version_and_queued(store, stage.id, workflow.id)
+        assert version == queued > 0
         survived += 1
     assert survived == ROUNDS

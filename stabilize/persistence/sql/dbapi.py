@@ -8,8 +8,11 @@ of work reruns on a fresh one when nothing can have been committed; errors go th
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +53,7 @@ def transaction(
     profile = engine_profile(engine)
     dialect = engine.dialect
     with translated(engine):
-        pooled = _checkout(engine)
+        pooled, kept = _acquire(engine)
         try:
             dbapi_connection = pooled.dbapi_connection
             cursor = Cursor(pooled.cursor(), dialect, dbapi_connection)
@@ -83,7 +86,65 @@ def transaction(
                 if autocommit and pooled.is_valid:
                     profile.dbapi_autocommit(dbapi_connection, False)
         finally:
-            pooled.close()
+            _release(pooled, kept)
+
+
+class _ThreadConnection(threading.local):
+    """The connection one thread keeps for one engine whose profile says so (SQLite files): a
+    pool checkout and check-in cost more than a small SQLite transaction itself. It goes back to
+    the pool when the thread ends (``weakref.finalize`` on the thread), or when it is lost."""
+
+    pooled: Any = None
+    busy = False
+    pid = 0
+    release: weakref.finalize[[Any], threading.Thread] | None = None
+
+
+#: Per engine: its threads' kept connections, or None for an engine that checks out every call.
+_kept: weakref.WeakKeyDictionary[Engine, _ThreadConnection | None] = weakref.WeakKeyDictionary()
+_kept_lock = threading.Lock()
+
+
+def _acquire(engine: Engine) -> tuple[Any, _ThreadConnection | None]:
+    """This thread's kept connection where the engine keeps one and it is free; else a checkout."""
+    try:
+        kept = _kept[engine]
+    except KeyError:
+        with _kept_lock:
+            keeps = engine_profile(engine).keeps_thread_connections(engine.url)
+            kept = _kept.setdefault(engine, _ThreadConnection() if keeps else None)
+    if kept is None or kept.busy:  # busy: a transaction nested in this thread's own
+        return _checkout(engine), None
+    if kept.pooled is None or kept.pid != os.getpid():
+        _forget(kept)
+        kept.pooled = _checkout(engine)
+        kept.pid = os.getpid()
+        kept.release = weakref.finalize(threading.current_thread(), _close, kept.pooled)
+    kept.busy = True
+    return kept.pooled, kept
+
+
+def _release(pooled: Any, kept: _ThreadConnection | None) -> None:
+    if kept is None:
+        pooled.close()
+        return
+    kept.busy = False
+    if not pooled.is_valid:  # lost, or could not roll back: the next call keeps a fresh one
+        _forget(kept)
+
+
+def _forget(kept: _ThreadConnection) -> None:
+    if kept.release is not None:
+        kept.release.detach()
+    # A connection inherited through fork() belongs to the parent: dropped, never closed here.
+    if kept.pooled is not None and kept.pid == os.getpid():
+        _close(kept.pooled)
+    kept.pooled, kept.release = None, None
+
+
+def _close(pooled: Any) -> None:
+    with suppress(Exception):  # at thread exit or after a loss: nothing left to report to
+        pooled.close()
 
 
 def _checkout(engine: Engine) -> Any:

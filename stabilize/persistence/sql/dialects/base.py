@@ -47,6 +47,11 @@ class GenericProfile:
     def on_connect(self, dbapi_connection: Any) -> None:
         """Per-connection settings, run for every new DBAPI connection."""
 
+    def keeps_thread_connections(self, url: URL) -> bool:
+        """Whether each thread keeps one pooled connection for the hot paths (``dbapi``) instead
+        of a checkout per call: worth it where a call costs as little as the checkout."""
+        return False
+
     def begin_dbapi(self, cursor: Cursor, write: bool) -> None:
         """Begin a transaction on a driver cursor (``dbapi.transaction``); by default the driver
         begins one itself before the first statement."""

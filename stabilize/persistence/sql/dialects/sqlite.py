@@ -36,7 +36,16 @@ class SqliteProfile(OnConflictProfile):
         if is_memory(url):
             # One shared connection: otherwise every pooled connection is its own empty database.
             options["poolclass"] = StaticPool
+        else:
+            # Each thread keeps a connection (keeps_thread_connections): the pool must never make
+            # a thread wait because more threads than its size keep one.
+            options["max_overflow"] = -1
         return options
+
+    def keeps_thread_connections(self, url: URL) -> bool:
+        # A file: a checkout and check-in cost as much as a small transaction. In memory, all
+        # threads share the one connection already.
+        return not is_memory(url)
 
     def on_connect(self, dbapi_connection: Any) -> None:
         # Take transaction control from the sqlite3 module, which would otherwise BEGIN lazily

@@ -1,9 +1,10 @@
 """One transaction on a pooled driver connection, for the ``Prepared`` statements of the hot paths.
 
 A call costs one pool checkout (on a SQLite file, none: each thread keeps its connection), the
-statements, and a commit: no Session, no Core ``Connection`` bookkeeping. A lost connection is invalidated so the pool never hands it out again, and the unit
-of work reruns on a fresh one when nothing can have been committed; errors go through
-``faults.translated`` like every other database call.
+statements, and a commit: no Session, no Core ``Connection`` bookkeeping. A lost connection is
+invalidated so the pool never hands it out again, and the unit of work reruns on a fresh one
+when nothing can have been committed; errors go through ``faults.translated`` like every other
+database call.
 """
 
 from __future__ import annotations

@@ -69,22 +69,24 @@ def _remove(compare: bool) -> Prepared:
 #: Removes a row on its way to the dead letters; False if another poller claimed it first.
 Remove = Callable[[Cursor, Row, int], bool]
 
-_REMOVE_UNCHANGED = _remove(compare=True)
+#: Built once per form: by id alone (under a row lock), or compared with the row as read.
+_TAKE = {compare: _take(compare) for compare in (False, True)}
+_REMOVE = {compare: _remove(compare) for compare in (False, True)}
 
 
 def remove_unchanged(cursor: Cursor, row: Row, now: int) -> bool:
     """Delete ``row`` if it is still as read (same claim count, still due), whatever the strategy:
     for rows read without a claim (``check_and_move_expired``)."""
     params = {"row_id": row["id"], "row_attempts": row["attempts"], "now": now}
-    return cursor.run(_REMOVE_UNCHANGED, params) == 1
+    return cursor.run(_REMOVE[True], params) == 1
 
 
 class Claimer(ABC):
     """Finds due rows and takes or removes them inside the caller's transaction."""
 
     def __init__(self, compare: bool) -> None:
-        self._take = _take(compare)
-        self._remove = _remove(compare)
+        self._take = _TAKE[compare]
+        self._remove = _REMOVE[compare]
 
     @abstractmethod
     def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:

@@ -63,9 +63,9 @@ class SqlWorkflowStore(WorkflowStore):
         self.engine = get_engine(connection, **(engine_options or {}))
         self.retry_policy = retry_policy or RetryPolicy()
         self.profile = engine_profile(self.engine)
-        self._reader: Engine | None = None
         #: Whether reads of several statements may run without a transaction; None until known.
         self._autocommit_reads: bool | None = None
+        self._reader: Engine | None = None
         self._writes = sessionmaker(
             self.engine.execution_options(**{WRITE_INTENT: True}), expire_on_commit=False, autoflush=False
         )
@@ -92,25 +92,33 @@ class SqlWorkflowStore(WorkflowStore):
     def _fast_read(self, *, single_statement: bool = False) -> Iterator[Cursor]:
         """A read of prepared statements on the driver's cursor (see ``dbapi``). One statement
         sees one snapshot on every database, so it needs no transaction; several need one
-        unless each would see its own snapshot anyway (``read_isolation``), which the first
-        read finds out inside its own transaction."""
+        unless each would see its own snapshot anyway (``_reads_alike``)."""
         autocommit = single_statement or bool(self._autocommit_reads)
         with dbapi.transaction(self.engine, write=False, autocommit=autocommit) as unit:
             if self._autocommit_reads is None:
-                self._autocommit_reads = self.profile.read_isolation is not None and (
-                    self.engine.dialect.get_isolation_level(unit.cursor.dbapi_connection) == "READ COMMITTED"
-                )
+                self._autocommit_reads = self._reads_alike(unit.cursor.dbapi_connection)
             yield unit.cursor
 
     def _read_engine(self) -> Engine:
-        if self._reader is None:
-            reader = self.engine
-            if self.profile.read_isolation is not None:
+        """The engine of Core reads: in autocommit where ``_reads_alike`` says so."""
+        if self._autocommit_reads is None:
+            if self.profile.read_isolation is None:
+                self._autocommit_reads = False
+            else:
                 with self.engine.connect() as connection:
-                    if connection.get_isolation_level() == "READ COMMITTED":
-                        reader = self.engine.execution_options(isolation_level=self.profile.read_isolation)
-            self._reader = reader
+                    self._autocommit_reads = self._reads_alike(connection.connection.dbapi_connection)
+        if not self._autocommit_reads:
+            return self.engine
+        if self._reader is None:
+            self._reader = self.engine.execution_options(isolation_level=self.profile.read_isolation)
         return self._reader
+
+    def _reads_alike(self, dbapi_connection: Any) -> bool:
+        """Whether reads see the same in or out of a transaction: on a READ COMMITTED database,
+        where every statement takes its own snapshot anyway (see ``read_isolation``)."""
+        return self.profile.read_isolation is not None and (
+            self.engine.dialect.get_isolation_level(dbapi_connection) == "READ COMMITTED"
+        )
 
     @contextmanager
     def _write(self) -> Iterator[Session]:

@@ -132,7 +132,4 @@ def _push(context: WriteContext, pending: PendingPush) -> OnCommit:
 
 
 def _mark(context: WriteContext, values: dict[str, Any]) -> None:
-    context.profile.insert_ignore(context.cursor, PROCESSED, [values], ("message_id",))
-
-
-PROCESSED = table_of(ProcessedMessageRow)
+    context.profile.insert_ignore(context.cursor, table_of(ProcessedMessageRow), [values], ("message_id",))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import URL, Connection, Dialect
@@ -17,6 +18,32 @@ from stabilize.persistence.sql.values import load_document
 
 #: Connection execution option that marks a transaction as one that will write.
 WRITE_INTENT = "stabilize_write"
+
+
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL: readers do not block the writer and the writer does not block readers.
+
+    The switch needs a moment of exclusive access to the file. When several processes open a new
+    database together, SQLite answers SQLITE_BUSY at once, without waiting on busy_timeout: the
+    lock upgrade would otherwise deadlock. So the switch is retried, with a short back-off, until
+    the connection's busy timeout has passed; once one process has switched, the others' pragma
+    is a no-op.
+    """
+    busy_timeout_ms = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def is_memory(url: URL) -> bool:
@@ -54,15 +81,14 @@ class SqliteProfile(OnConflictProfile):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # WAL: readers do not block the writer and the writer does not block readers.
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # Wait for a competing writer instead of failing at once with "database is locked".
+            cursor.execute("PRAGMA busy_timeout=30000")
+            _switch_to_wal(cursor)
             # NORMAL is durable across application crashes in WAL mode; only an OS crash may
             # lose the last commits, never corrupt the file.
             cursor.execute("PRAGMA synchronous=NORMAL")
             # Foreign keys are off by default in SQLite; cascades depend on them.
             cursor.execute("PRAGMA foreign_keys=ON")
-            # Wait for a competing writer instead of failing at once with "database is locked".
-            cursor.execute("PRAGMA busy_timeout=30000")
             # Reads from the OS page cache through a memory map instead of a read() per page, a
             # 32 MB page cache per connection (the default is 2 MB), and temporary b-trees (sorts,
             # UNION) in memory: the settings upstream Stabilize ships as its "safe" tier.
@@ -74,7 +100,7 @@ class SqliteProfile(OnConflictProfile):
 
     def is_transient(self, error: BaseException) -> bool:
         # SQLITE_BUSY / SQLITE_LOCKED, after busy_timeout has already waited.
-        return getattr(error, "sqlite_errorcode", None) in (5, 6)
+        return getattr(error, "sqlite_errorcode", None) in _BUSY_CODES
 
     def is_unreachable(self, error: BaseException) -> bool:
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.
@@ -115,7 +141,7 @@ class SqliteProfile(OnConflictProfile):
             connection.execution_options(**{WRITE_INTENT: True})
             connection.begin()
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlite_errorcode", None) not in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+            if getattr(exc.orig, "sqlite_errorcode", None) not in _BUSY_CODES:
                 raise
             raise SchemaError(
                 f"could not take the migration lock within {self.migration_lock_timeout:g} s (BEGIN "

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from stabilize.persistence.sql.engine import install_profile

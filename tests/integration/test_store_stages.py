@@ -12,6 +12,7 @@ from stabilize.models.ids import new_id
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from tests.integration.builders import (
     back_references_ok,
+    count_statements,
     full_workflow,
     snapshot,
     stage,
@@ -39,7 +40,7 @@ def stored_stage(
 # -- store_stage: compare-and-set -------------------------------------------------------------
 
 
-def test_store_stage_updates_state_bumps_versions_and_upserts_tasks(store: SqlWorkflowStore) -> None:
+def test_store_stage_updates_state_bumps_versions_and_upserts_changed_tasks(store: SqlWorkflowStore) -> None:
     wf, current = stored_stage(store)
     workflow_id = wf.id
     assert current.version == 0
@@ -58,9 +59,9 @@ def test_store_stage_updates_state_bumps_versions_and_upserts_tasks(store: SqlWo
     store.store_stage(current)
 
     assert current.version == 1
-    assert [t.version for t in current.tasks] == [1, 1, 1]
+    assert [t.version for t in current.tasks] == [1, 0, 1]  # the unchanged task's row is left alone
     assert stage_row_version(store.engine, current.id) == 1
-    assert task_row_versions(store.engine, current.id) == {t.id: 1 for t in current.tasks}
+    assert task_row_versions(store.engine, current.id) == {t.id: t.version for t in current.tasks}
     loaded = store.retrieve(workflow_id)
     again = loaded.stage_by_ref_id("a")
     assert again is not None
@@ -79,7 +80,56 @@ def test_store_stage_twice_moves_version_each_time(store: SqlWorkflowStore) -> N
 
     assert current.version == 2
     assert stage_row_version(store.engine, current.id) == 2
-    assert set(task_row_versions(store.engine, current.id).values()) == {2}
+    assert set(task_row_versions(store.engine, current.id).values()) == {0}  # tasks unchanged
+
+
+def test_store_stage_writes_only_the_tasks_that_changed(store: SqlWorkflowStore) -> None:
+    _, current = stored_stage(store)
+    current.status = WorkflowStatus.SUCCEEDED
+    with count_statements(store.engine) as unchanged:
+        store.store_stage(current)
+    current.tasks[1].status = WorkflowStatus.SUCCEEDED
+    with count_statements(store.engine) as one_changed:
+        store.store_stage(current)
+
+    assert not [s for s in unchanged if "tasks" in s]
+    assert len([s for s in one_changed if "tasks" in s]) == 1
+    assert [t.version for t in current.tasks] == [0, 1]
+    assert task_row_versions(store.engine, current.id) == {t.id: t.version for t in current.tasks}
+    assert store.retrieve_stage(current.id).tasks[1].status is WorkflowStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("source", ["retrieve", "retrieve_stage", "store", "store_stage"])
+def test_every_change_to_a_task_is_written_however_it_was_loaded(
+    store: SqlWorkflowStore, source: str
+) -> None:
+    """Changes made in place (the exception details' dict) or back and forth after the task was
+    read or written, through each path that records what its row holds."""
+    wf = workflow(stage("a", tasks=3))
+    store.store(wf)
+    if source == "retrieve":
+        loaded = store.retrieve(wf.id).stage_by_ref_id("a")
+    elif source == "retrieve_stage":
+        loaded = store.retrieve_stage(wf.stages[0].id)
+    else:
+        loaded = wf.stages[0]
+        if source == "store_stage":
+            store.store_stage(loaded)
+    assert loaded is not None
+    first, second, third = loaded.tasks
+
+    first.set_exception_details({"message": "boom"})  # the empty dict, filled in place
+    second.name = "renamed"
+    third.status = WorkflowStatus.RUNNING
+    third.status = WorkflowStatus.NOT_STARTED  # and back: the row need not change
+    store.store_stage(loaded)
+    first.task_exception_details["exception"]["message"] = "boom again"  # nested, in place
+    store.store_stage(loaded)
+
+    again = store.retrieve_stage(loaded.id)
+    assert again.tasks[0].task_exception_details == {"exception": {"message": "boom again"}}
+    assert again.tasks[1].name == "renamed"
+    assert [t.version for t in again.tasks] == [t.version for t in loaded.tasks] == [2, 1, 0]
 
 
 def test_store_stage_with_matching_expected_phase(store: SqlWorkflowStore) -> None:

@@ -368,13 +368,24 @@ def task_values(task: TaskExecution, stage_id: str, position: int, path: str) ->
     return _checked(TaskRow, values, path)
 
 
+def row_image(columns: Iterable[Any]) -> tuple[Any, ...] | None:
+    """A task row's columns (a ``select(tasks)`` row, or ``task_values`` in column order) as the
+    image a later write compares with, to skip a task whose row would not change. None, meaning
+    "always write", when the exception details are not empty: an image must not share a mutable
+    document with the task, and a task with details (a failure) is rare enough to rewrite."""
+    *head, details, version = columns
+    if details and details != "{}":
+        return None
+    return (*head, version)
+
+
 def task_from_row(row: Sequence[Any]) -> TaskExecution:
     """A task from a row of ``select(tasks)``."""
     (
         id_, _stage_id, _position, name, implementing_class, status, start_time, end_time, stage_start,
         stage_end, loop_start, loop_end, task_exception_details, version,
     ) = row  # fmt: skip
-    return TaskExecution(
+    task = TaskExecution(
         id=id_,
         name=name,
         implementing_class=implementing_class,
@@ -388,6 +399,8 @@ def task_from_row(row: Sequence[Any]) -> TaskExecution:
         task_exception_details=task_exception_details,
         version=version,
     )
+    task._row_image = row_image(row)
+    return task
 
 
 # -- processed messages ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from stabilize.errors import ConcurrencyError, DuplicateError, ValidationError
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
+from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping
 from stabilize.persistence.sql.dialects import GenericProfile
@@ -104,19 +105,20 @@ class WorkflowInsert:
     """A new workflow with its stages, edges and tasks: one batched INSERT per table."""
 
     rows: list[tuple[Prepared, list[RowValues]]]
+    tasks: list[tuple[TaskExecution, RowValues]]
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowInsert:
         row = mapping.workflow_values(workflow)
         stages, edges, tasks = _graph_values(workflow)
-        return cls(
-            [(INSERT_WORKFLOW, [row]), (INSERT_STAGES, stages), (INSERT_EDGES, edges), (INSERT_TASKS, tasks)]
-        )
+        task_rows = [values for _, values in tasks]
+        inserts = [(INSERT_WORKFLOW, [row]), (INSERT_STAGES, stages), (INSERT_EDGES, edges)]
+        return cls([*inserts, (INSERT_TASKS, task_rows)], tasks)
 
     def apply(self, context: WriteContext) -> OnCommit | None:
         for statement, values in self.rows:
             context.cursor.run_many(statement, values)
-        return None
+        return lambda: _stored(self.tasks)
 
 
 @dataclass
@@ -136,21 +138,27 @@ class WorkflowStateUpdate:
 
 @dataclass
 class StageWrite:
-    """``store_stage``: compare-and-set on version (and status) plus one task upsert; or, for a
-    stage not stored yet, its insertion."""
+    """``store_stage``: compare-and-set on version (and status) plus one upsert of the tasks whose
+    rows change; or, for a stage not stored yet, its insertion.
+
+    A task whose row would not change is left alone, as upstream Stabilize does: its version stays,
+    and a step that only moves the stage costs no task statement (on a server, a round trip)."""
 
     stage: StageExecution
     version: int
     phase: str | None
     state: RowValues
-    tasks: list[RowValues]
+    #: Every task with its row values (validated), in the stage's order.
+    tasks: list[tuple[TaskExecution, RowValues]]
 
     @classmethod
     def prepare(cls, stage: StageExecution, expected_phase: str | WorkflowStatus | None) -> StageWrite:
         if not isinstance(stage, StageExecution):
             raise ValidationError("stage", f"must be a StageExecution, got {type(stage).__name__}")
         phase = expected_phase.name if isinstance(expected_phase, WorkflowStatus) else expected_phase
-        tasks = [mapping.task_values(t, stage.id, i, f"stage.tasks[{i}]") for i, t in enumerate(stage.tasks)]
+        tasks = [
+            (t, mapping.task_values(t, stage.id, i, f"stage.tasks[{i}]")) for i, t in enumerate(stage.tasks)
+        ]
         return cls(stage, stage.version, phase, mapping.stage_state_values(stage, "stage"), tasks)
 
     def apply(self, context: WriteContext) -> OnCommit | None:
@@ -162,11 +170,16 @@ class StageWrite:
         else:
             matched = cursor.run(_CAS_PHASE, {**params, "cas_phase": self.phase})
         if matched == 1:
-            written = [{**task, "version": task["version"] + 1} for task in self.tasks]
-            if cursor.run_many(_UPDATE_TASKS, written) != len(written):
-                context.profile.upsert(cursor, TASKS, written, ("id",), TASK_UPDATE_COLUMNS)
+            written = [
+                (task, {**values, "version": values["version"] + 1})
+                for task, values in self.tasks
+                if task._row_image is None or task._row_image != mapping.row_image(values.values())
+            ]
+            rows = [row for _, row in written]
+            if cursor.run_many(_UPDATE_TASKS, rows) != len(rows):
+                context.profile.upsert(cursor, TASKS, rows, ("id",), TASK_UPDATE_COLUMNS)
             context.versions[stage.id] = expected + 1
-            return lambda: _set_versions(stage, expected + 1, written)
+            return lambda: _stored(written, stage, expected + 1)
         if cursor.fetch(_STAGE_VERSION, {"stage_id": stage.id}):
             phase = f" and status {self.phase}" if self.phase is not None else ""
             raise ConcurrencyError(
@@ -174,7 +187,7 @@ class StageWrite:
             )
         self._insert(context, expected)
         context.versions[stage.id] = expected
-        return None
+        return lambda: _stored(self.tasks)
 
     def _insert(self, context: WriteContext, version: int) -> None:
         stage, cursor = self.stage, context.cursor
@@ -189,7 +202,7 @@ class StageWrite:
         try:
             cursor.run_many(INSERT_STAGES, [values])
             cursor.run_many(INSERT_EDGES, edges)
-            cursor.run_many(INSERT_TASKS, self.tasks)
+            cursor.run_many(INSERT_TASKS, [row for _, row in self.tasks])
         except IntegrityError as exc:
             raise DuplicateError(
                 f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"
@@ -197,18 +210,26 @@ class StageWrite:
             ) from exc
 
 
-def _set_versions(stage: StageExecution, version: int, tasks: list[RowValues]) -> None:
-    stage.version = version
-    written = {row["id"]: row["version"] for row in tasks}
-    for task in stage.tasks:
-        task.version = written.get(task.id, task.version)
+def _stored(
+    tasks: list[tuple[TaskExecution, RowValues]], stage: StageExecution | None = None, version: int = 0
+) -> None:
+    """After the commit: the objects take the versions their rows now hold, and the tasks the
+    images of their rows."""
+    if stage is not None:
+        stage.version = version
+    for task, row in tasks:
+        task.version = row["version"]
+        task._row_image = mapping.row_image(row.values())
 
 
-def _graph_values(workflow: Workflow) -> tuple[list[RowValues], list[RowValues], list[RowValues]]:
-    """Row values of every stage, edge and task of a workflow, validated before any SQL runs."""
+def _graph_values(
+    workflow: Workflow,
+) -> tuple[list[RowValues], list[RowValues], list[tuple[TaskExecution, RowValues]]]:
+    """Row values of every stage, edge and task (with the task) of a workflow, validated before
+    any SQL runs."""
     stages: list[RowValues] = []
     edges: list[RowValues] = []
-    tasks: list[RowValues] = []
+    tasks: list[tuple[TaskExecution, RowValues]] = []
     seen_refs: dict[str, int] = {}
     for position, stage in enumerate(workflow.stages):
         path = f"stages[{position}]"
@@ -220,6 +241,7 @@ def _graph_values(workflow: Workflow) -> tuple[list[RowValues], list[RowValues],
         seen_refs[stage.ref_id] = position
         edges.extend(mapping.edge_values(stage, workflow.id, path))
         tasks.extend(
-            mapping.task_values(task, stage.id, i, f"{path}.tasks[{i}]") for i, task in enumerate(stage.tasks)
+            (task, mapping.task_values(task, stage.id, i, f"{path}.tasks[{i}]"))
+            for i, task in enumerate(stage.tasks)
         )
     return stages, edges, tasks

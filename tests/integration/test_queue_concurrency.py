@@ -7,7 +7,6 @@ the dialects another process can open; every wait is bounded and fails instead o
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -17,6 +16,7 @@ import pytest
 
 from stabilize.queue import SqlQueue, StartWorkflow
 from tests.conftest import FILE_OR_SERVER_DIALECTS
+from tests.processes import run_together
 
 MESSAGES = 2_000
 CONSUMERS = 4
@@ -82,19 +82,6 @@ def test_four_threads_share_the_work_without_duplicates(url: str) -> None:
 
 def test_four_processes_share_the_work_without_duplicates(url: str) -> None:
     expected = fill(url)
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(CONSUMERS)
-    results = context.Queue()
-    children = [context.Process(target=_drain_in_child, args=(url, start, results)) for _ in range(CONSUMERS)]
-    for child in children:
-        child.start()
-    try:
-        deliveries = [results.get(timeout=DEADLINE) for _ in children]
-    finally:
-        for child in children:
-            child.join(10)
-            if child.is_alive():
-                child.kill()
-    assert [child.exitcode for child in children] == [0] * CONSUMERS
+    deliveries = run_together(_drain_in_child, [(url,)] * CONSUMERS, results_each=1, timeout=DEADLINE)
     assert all(deliveries), "a consumer got nothing: the work was not shared"
     check(expected, deliveries, SqlQueue(url))

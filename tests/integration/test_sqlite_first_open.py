@@ -8,7 +8,6 @@ them open it together.
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from stabilize.persistence.sql.engine import install_profile
+from tests.processes import run_together
 
 WORKERS = 6
 FILES = 40
@@ -39,16 +39,7 @@ def open_worker(paths: list[str], barrier: Any, results: Any) -> None:
 
 def test_processes_opening_a_new_file_together_all_get_wal(tmp_path: Path) -> None:
     paths = [str(tmp_path / f"first_open_{i}.db") for i in range(FILES)]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    results = context.Queue()
-    workers = [context.Process(target=open_worker, args=(paths, barrier, results)) for _ in range(WORKERS)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=600) for _ in range(WORKERS * FILES)]
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
+    outcomes = run_together(open_worker, [(paths,)] * WORKERS, results_each=FILES)
 
     errors = [f"{path}:\n{error}" for path, _, error in outcomes if error]
     assert not errors, "\n".join(errors)

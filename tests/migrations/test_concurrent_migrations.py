@@ -16,7 +16,6 @@ upgrade``. Also here: a database behind head is refused by a store opened withou
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from stabilize.persistence.sql.migrate import check, current, head, upgrade
 from stabilize.persistence.sql.rows import Base
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from tests.conftest import FILE_OR_SERVER_DIALECTS
+from tests.processes import run_together
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_TABLES = {t.name for t in Base.metadata.sorted_tables}
@@ -105,18 +105,7 @@ def assert_one_schema_at_head(url: str) -> None:
 @pytest.mark.parametrize("dialect", FILE_OR_SERVER_DIALECTS)
 def test_concurrent_upgrades_end_with_one_schema_at_head(fresh_url: Callable[[], str]) -> None:
     urls = [fresh_url() for _ in range(ROUNDS)]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    results = context.Queue()
-    workers = [
-        context.Process(target=upgrade_worker, args=(i, urls, barrier, results)) for i in range(WORKERS)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=600) for _ in range(WORKERS * ROUNDS)]
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
+    outcomes = run_together(upgrade_worker, [(i, urls) for i in range(WORKERS)], results_each=ROUNDS)
 
     failures = [f"round {r}, worker {i} ({how}):\n{error}" for r, i, how, error in outcomes if error]
     assert not failures, "\n".join(failures)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from stabilize.persistence.sql.dialects import GenericProfile, profile_for
-from stabilize.persistence.sql.values import compact_json
+from stabilize.persistence.sql.values import compact_json, load_document
 
 _DRIVER_FOR_SCHEME = {
     "postgres": "postgresql+psycopg",
@@ -72,7 +72,12 @@ def get_engine(connection: str | URL | Engine, **engine_options: Any) -> Engine:
         engine = _engines.get(key)
         if engine is None:
             profile = profile_for(url.get_backend_name())
-            options = {"json_serializer": compact_json, **profile.engine_options(url), **engine_options}
+            options = {
+                "json_serializer": compact_json,
+                "json_deserializer": load_document,
+                **profile.engine_options(url),
+                **engine_options,
+            }
             engine = create_engine(url, **options)
             install_profile(engine)
             _engines[key] = engine

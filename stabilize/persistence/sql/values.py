@@ -173,10 +173,13 @@ def compact_json(value: object) -> str:
     return _COMPACT.encode(value)
 
 
-def load_document(text: str) -> Any:
-    """``json.loads`` for JSON columns read as text (SQLite, MySQL), with the commonest document,
-    the empty object (outputs, exception details), returned without parsing: a new dict each time,
-    as ``json.loads`` gives."""
+def load_document(text: str | bytes) -> Any:
+    """``json.loads`` for JSON columns: text on SQLite and MySQL, UTF-8 bytes from psycopg's
+    JSONB loader (decoded here: ``json.loads`` would first sniff the bytes' encoding). The
+    commonest document, the empty object (outputs, exception details), is returned without
+    parsing: a new dict each time, as ``json.loads`` gives."""
+    if isinstance(text, bytes):
+        text = text.decode()
     if text == "{}":
         return {}
     return json.loads(text)

@@ -13,7 +13,6 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from stabilize.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
 from stabilize.persistence.sql.prepared import Cursor, Prepared
-from stabilize.persistence.sql.values import load_document
 
 #: Prefix of the migration lock's name; GET_LOCK names are server-wide, so the name adds the
 #: database's. Names are limited to 64 characters.
@@ -53,7 +52,6 @@ class MysqlProfile(GenericProfile):
             "pool_timeout": 10,
             "isolation_level": "READ COMMITTED",
             "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            "json_deserializer": load_document,
         }
 
     def on_connect(self, dbapi_connection: Any) -> None:

@@ -14,7 +14,6 @@ from sqlalchemy.pool import StaticPool
 from stabilize.errors import SchemaError
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 from stabilize.persistence.sql.prepared import Cursor
-from stabilize.persistence.sql.values import load_document
 
 #: Connection execution option that marks a transaction as one that will write.
 WRITE_INTENT = "stabilize_write"
@@ -58,7 +57,6 @@ class SqliteProfile(OnConflictProfile):
     def engine_options(self, url: URL) -> dict[str, Any]:
         options: dict[str, Any] = {
             "connect_args": {"check_same_thread": False},
-            "json_deserializer": load_document,
         }
         if is_memory(url):
             # One shared connection: otherwise every pooled connection is its own empty database.

@@ -27,6 +27,8 @@ from stabilize.persistence.sql.rows import StageEdgeRow, StageRow, TaskRow, Work
 from stabilize.persistence.store.interface import WorkflowNotFoundError
 
 RowValues = dict[str, Any]
+#: Tasks with the values of their rows, in their stage's order.
+TaskRows = list[tuple[TaskExecution, RowValues]]
 #: Run after the commit: moves in-memory versions to what the rows now hold.
 OnCommit = Callable[[], None]
 
@@ -105,7 +107,7 @@ class WorkflowInsert:
     """A new workflow with its stages, edges and tasks: one batched INSERT per table."""
 
     rows: list[tuple[Prepared, list[RowValues]]]
-    tasks: list[tuple[TaskExecution, RowValues]]
+    tasks: TaskRows
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowInsert:
@@ -149,7 +151,7 @@ class StageWrite:
     phase: str | None
     state: RowValues
     #: Every task with its row values (validated), in the stage's order.
-    tasks: list[tuple[TaskExecution, RowValues]]
+    tasks: TaskRows
 
     @classmethod
     def prepare(cls, stage: StageExecution, expected_phase: str | WorkflowStatus | None) -> StageWrite:
@@ -179,7 +181,7 @@ class StageWrite:
             if cursor.run_many(_UPDATE_TASKS, rows) != len(rows):
                 context.profile.upsert(cursor, TASKS, rows, ("id",), TASK_UPDATE_COLUMNS)
             context.versions[stage.id] = expected + 1
-            return lambda: _stored(written, stage, expected + 1)
+            return lambda: _compared_and_set(stage, expected + 1, written)
         if cursor.fetch(_STAGE_VERSION, {"stage_id": stage.id}):
             phase = f" and status {self.phase}" if self.phase is not None else ""
             raise ConcurrencyError(
@@ -210,13 +212,14 @@ class StageWrite:
             ) from exc
 
 
-def _stored(
-    tasks: list[tuple[TaskExecution, RowValues]], stage: StageExecution | None = None, version: int = 0
-) -> None:
-    """After the commit: the objects take the versions their rows now hold, and the tasks the
-    images of their rows."""
-    if stage is not None:
-        stage.version = version
+def _compared_and_set(stage: StageExecution, version: int, tasks: TaskRows) -> None:
+    """After a compare-and-set commits: the stage's version, then its written tasks' (``_stored``)."""
+    stage.version = version
+    _stored(tasks)
+
+
+def _stored(tasks: TaskRows) -> None:
+    """After the commit: the tasks take the versions their rows now hold, and their rows' images."""
     for task, row in tasks:
         task.version = row["version"]
         task._row_image = mapping.row_image(row.values())
@@ -224,12 +227,12 @@ def _stored(
 
 def _graph_values(
     workflow: Workflow,
-) -> tuple[list[RowValues], list[RowValues], list[tuple[TaskExecution, RowValues]]]:
+) -> tuple[list[RowValues], list[RowValues], TaskRows]:
     """Row values of every stage, edge and task (with the task) of a workflow, validated before
     any SQL runs."""
     stages: list[RowValues] = []
     edges: list[RowValues] = []
-    tasks: list[tuple[TaskExecution, RowValues]] = []
+    tasks: TaskRows = []
     seen_refs: dict[str, int] = {}
     for position, stage in enumerate(workflow.stages):
         path = f"stages[{position}]"

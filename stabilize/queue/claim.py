@@ -22,10 +22,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, bindparam, delete, select, update
+from sqlalchemy import BigInteger, Connection, Engine, Executable, bindparam, delete, select, update
 
+from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.engine import engine_profile
-from stabilize.persistence.sql.prepared import Cursor, Prepared
 from stabilize.queue.records import QUEUE, Row
 
 #: Rows the compare-and-set strategy reads per poll; more than one so a lost race can move on.
@@ -35,11 +35,11 @@ CAS_BATCH = 8
 _NOW = bindparam("now", type_=BigInteger)
 
 
-def _due(limit: int, skip_locked: bool) -> Prepared:
+def _due(limit: int, skip_locked: bool) -> Executable:
     """Due rows, earliest first; ``id`` breaks ties so equal times come out in push order."""
     query = select(QUEUE).where(QUEUE.c.deliver_at <= _NOW).order_by(QUEUE.c.deliver_at, QUEUE.c.id)
     query = query.limit(limit)
-    return Prepared(query.with_for_update(skip_locked=True) if skip_locked else query)
+    return query.with_for_update(skip_locked=True) if skip_locked else query
 
 
 def _this_row(compare: bool) -> list[Any]:
@@ -53,32 +53,32 @@ def _this_row(compare: bool) -> list[Any]:
     return where
 
 
-def _take(compare: bool) -> Prepared:
+def _take(compare: bool) -> Executable:
     until = bindparam("until", type_=BigInteger)
-    return Prepared(
+    return (
         update(QUEUE)
         .where(*_this_row(compare))
         .values(attempts=QUEUE.c.attempts + 1, locked_until=until, deliver_at=until)
     )
 
 
-def _remove(compare: bool) -> Prepared:
-    return Prepared(delete(QUEUE).where(*_this_row(compare)))
+def _remove(compare: bool) -> Executable:
+    return delete(QUEUE).where(*_this_row(compare))
 
 
 #: Removes a row on its way to the dead letters; False if another poller claimed it first.
-Remove = Callable[[Cursor, Row, int], bool]
+Remove = Callable[[Connection, Row, int], bool]
 
 #: Built once per form: by id alone (under a row lock), or compared with the row as read.
 _TAKE = {compare: _take(compare) for compare in (False, True)}
 _REMOVE = {compare: _remove(compare) for compare in (False, True)}
 
 
-def remove_unchanged(cursor: Cursor, row: Row, now: int) -> bool:
+def remove_unchanged(connection: Connection, row: Row, now: int) -> bool:
     """Delete ``row`` if it is still as read (same claim count, still due), whatever the strategy:
     for rows read without a claim (``check_and_move_expired``)."""
     params = {"row_id": row["id"], "row_attempts": row["attempts"], "now": now}
-    return cursor.run(_REMOVE[True], params) == 1
+    return rowcount(connection.execute(_REMOVE[True], params)) == 1
 
 
 class Claimer(ABC):
@@ -89,19 +89,18 @@ class Claimer(ABC):
         self._remove = _REMOVE[compare]
 
     @abstractmethod
-    def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:
+    def candidates(self, connection: Connection, now: int) -> Iterator[Row]:
         """Due rows to try, earliest first. The caller bounds how many it tries."""
 
-    def take(self, cursor: Cursor, row: Row, now: int, lock_until: int) -> bool:
+    def take(self, connection: Connection, row: Row, now: int, lock_until: int) -> bool:
         """Claim ``row`` until ``lock_until``, counting one attempt; False if another poller won."""
         params = {"row_id": row["id"], "row_attempts": row["attempts"], "now": now, "until": lock_until}
-        return cursor.run(self._take, params) == 1
+        return rowcount(connection.execute(self._take, params)) == 1
 
-    def remove(self, cursor: Cursor, row: Row, now: int) -> bool:
+    def remove(self, connection: Connection, row: Row, now: int) -> bool:
         """Delete ``row`` (on its way to the dead letters); False if another poller claimed it."""
-        return (
-            cursor.run(self._remove, {"row_id": row["id"], "row_attempts": row["attempts"], "now": now}) == 1
-        )
+        params = {"row_id": row["id"], "row_attempts": row["attempts"], "now": now}
+        return rowcount(connection.execute(self._remove, params)) == 1
 
 
 class SkipLockedClaimer(Claimer):
@@ -117,11 +116,11 @@ class SkipLockedClaimer(Claimer):
     def __init__(self) -> None:
         super().__init__(compare=False)
 
-    def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:
+    def candidates(self, connection: Connection, now: int) -> Iterator[Row]:
         # One row at a time: each one yielded is taken or removed before the next query, so
         # the query never returns it again (our own lock does not make SKIP LOCKED skip it).
-        while rows := cursor.fetch_dicts(self._DUE, {"now": now}):
-            yield rows[0]
+        while (row := connection.execute(self._DUE, {"now": now}).mappings().first()) is not None:
+            yield row
 
 
 class CompareAndSetClaimer(Claimer):
@@ -132,8 +131,8 @@ class CompareAndSetClaimer(Claimer):
     def __init__(self) -> None:
         super().__init__(compare=True)
 
-    def candidates(self, cursor: Cursor, now: int) -> Iterator[Row]:
-        yield from cursor.fetch_dicts(self._DUE, {"now": now})
+    def candidates(self, connection: Connection, now: int) -> Iterator[Row]:
+        yield from connection.execute(self._DUE, {"now": now}).mappings().all()
 
 
 class ReturningClaimer:
@@ -153,17 +152,16 @@ class ReturningClaimer:
         if skip_locked:
             earliest = earliest.with_for_update(skip_locked=True)
         until = bindparam("until", type_=BigInteger)
-        self._claim = Prepared(
+        self._claim = (
             update(QUEUE)
             .where(QUEUE.c.id == earliest.scalar_subquery(), QUEUE.c.deliver_at <= _NOW)
             .values(attempts=QUEUE.c.attempts + 1, locked_until=until, deliver_at=until)
             .returning(*QUEUE.columns)
         )
 
-    def claim(self, cursor: Cursor, now: int, lock_until: int) -> Row | None:
+    def claim(self, connection: Connection, now: int, lock_until: int) -> Row | None:
         """The claimed row, as it is now (attempts counted); None when nothing is due."""
-        rows = cursor.fetch_dicts(self._claim, {"now": now, "until": lock_until})
-        return rows[0] if rows else None
+        return connection.execute(self._claim, {"now": now, "until": lock_until}).mappings().first()
 
 
 def claimer_for(engine: Engine) -> Claimer | ReturningClaimer:

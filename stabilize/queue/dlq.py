@@ -12,25 +12,23 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select
 
 from stabilize.models.ids import new_id
-from stabilize.persistence.sql.prepared import Cursor, Prepared
-from stabilize.queue.records import DEAD_LETTERS, QUEUE, Row, dead_letter_values, rowcount
+from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.queue.records import DEAD_LETTERS, QUEUE, Row, dead_letter_values
 
-_FORGET = Prepared(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.message_id == bindparam("message_id")))
-_BURY = Prepared(
-    insert(DEAD_LETTERS).values(
-        {c.key: bindparam(c.key, type_=c.type) for c in DEAD_LETTERS.columns if c.key != "id"}
-    )
+_FORGET = delete(DEAD_LETTERS).where(DEAD_LETTERS.c.message_id == bindparam("message_id"))
+_BURY = insert(DEAD_LETTERS).values(
+    {c.key: bindparam(c.key, type_=c.type) for c in DEAD_LETTERS.columns if c.key != "id"}
 )
 
 
-def bury(cursor: Cursor, row: Row, error: str | None, now: int) -> None:
+def bury(connection: Connection, row: Row, error: str | None, now: int) -> None:
     """Write the dead letter of a queue row the caller has just deleted.
 
     A message id has at most one dead letter, its latest failure: a replayed message that fails
     again replaces its old entry instead of tripping the unique key.
     """
-    cursor.run(_FORGET, {"message_id": row["message_id"]})
-    cursor.run(_BURY, dead_letter_values(row, error, now))
+    connection.execute(_FORGET, {"message_id": row["message_id"]})
+    connection.execute(_BURY, dead_letter_values(row, error, now))
 
 
 def move(connection: Connection, where: ColumnElement[bool], error: str | None, now: int) -> bool:
@@ -46,7 +44,7 @@ def move(connection: Connection, where: ColumnElement[bool], error: str | None, 
     unchanged = (QUEUE.c.id == row["id"]) & (QUEUE.c.attempts == row["attempts"])
     if rowcount(connection.execute(delete(QUEUE).where(unchanged))) != 1:
         return False
-    bury(Cursor.on(connection), row, error, now)
+    bury(connection, row, error, now)
     return True
 
 
@@ -93,9 +91,15 @@ def listing(connection: Connection, limit: int, message_type: str | None) -> lis
     return [{**row, "error": row["last_error"]} for row in rows]
 
 
+_SIZE = select(func.count()).select_from(DEAD_LETTERS)
+_CLEAR = delete(DEAD_LETTERS)
+
+
 def size(connection: Connection) -> int:
-    return connection.execute(select(func.count()).select_from(DEAD_LETTERS)).scalar_one()
+    """How many dead letters there are."""
+    return int(connection.execute(_SIZE).scalar_one())
 
 
 def clear(connection: Connection) -> int:
-    return rowcount(connection.execute(delete(DEAD_LETTERS)))
+    """Delete every dead letter; return how many."""
+    return rowcount(connection.execute(_CLEAR))

@@ -92,5 +92,10 @@ class Queue(ABC):
         """
 
     @abstractmethod
+    def move_to_dlq(self, message: Message | str | int, error: str | None = None) -> bool:
+        """Move a message (a delivered one, or one named by its id) to the dead letters now, with
+        ``error`` as its reason; False when it is not queued."""
+
+    @abstractmethod
     def purge_workflow(self, execution_id: str) -> int:
         """Delete every queued and dead-lettered message of one workflow; returns how many."""

@@ -13,19 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Result, RowMapping, Table
+from sqlalchemy import Connection, RowMapping, Table
 from sqlalchemy.orm import Session
 
 from stabilize.errors import ValidationError
-from stabilize.persistence.sql.rows import (
-    ID_LENGTH,
-    MESSAGE_ID_LENGTH,
-    NAME_LENGTH,
-    DeadLetterRow,
-    ProcessedMessageRow,
-    QueueMessageRow,
-)
-from stabilize.persistence.sql.values import encode_document
+from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow
+from stabilize.persistence.sql.types import FieldPath, checker
+from stabilize.persistence.sql.values import CheckedDocument
 from stabilize.queue.interface import Delay
 from stabilize.queue.messages import Message, deserialize_message, serialize_message
 
@@ -49,11 +43,6 @@ METADATA_FIELDS = frozenset(
 
 #: Longest error text kept in a row: enough for a traceback's last lines, never a runaway blob.
 ERROR_LIMIT = 4000
-
-
-def rowcount(result: Result[Any]) -> int:
-    """Rows an UPDATE or DELETE matched (MySQL dialects count matched, not changed, rows)."""
-    return cast(CursorResult[Any], result).rowcount
 
 
 def delay_ms(delay: Delay | None, field: str = "delay") -> int:
@@ -111,15 +100,16 @@ def mark_pushed(message: Message) -> None:
 # -- push -----------------------------------------------------------------------------------------
 
 
+_COLUMNS = QUEUE.c
+
+
 def _id_field(message: Message, name: str, path: str) -> str | None:
+    """An id the row keeps in a column of its own (for ``has_pending_message_for_*``)."""
     value = getattr(message, name, None)
     if value in (None, ""):
         return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{path}.{name}", f"must be a string, got {type(value).__name__}")
-    if len(value) > ID_LENGTH:
-        raise ValidationError(f"{path}.{name}", f"is {len(value)} characters long, the limit is {ID_LENGTH}")
-    return value
+    checked: str = checker(_COLUMNS[name])(value, FieldPath(path, name))
+    return checked
 
 
 def message_values(message: Message, deliver_at: int) -> RowValues:
@@ -129,21 +119,16 @@ def message_values(message: Message, deliver_at: int) -> RowValues:
     """
     path = f"message({type(message).__name__})"
     type_name, payload = serialize_message(message)
-    payload = encode_document(payload, f"{path}.payload")
     message_id = message.message_id
-    if not isinstance(message_id, str) or not message_id or len(message_id) > MESSAGE_ID_LENGTH:
-        raise ValidationError(f"{path}.message_id", f"must be 1 to {MESSAGE_ID_LENGTH} characters of text")
-    if len(type_name) > NAME_LENGTH:
-        raise ValidationError(f"{path}", f"type name is longer than {NAME_LENGTH} characters")
-    max_attempts = message.max_attempts
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+    if not message_id:
+        raise ValidationError(f"{path}.message_id", "must not be empty")
+    max_attempts = checker(_COLUMNS.max_attempts)(message.max_attempts, FieldPath(path, "max_attempts"))
+    if max_attempts < 1:
         raise ValidationError(f"{path}.max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
-    if isinstance(message.created_at, bool) or not isinstance(message.created_at, int):
-        raise ValidationError(f"{path}.created_at", "must be epoch milliseconds (an int)")
     return {
-        "message_id": message_id,
-        "message_type": type_name,
-        "payload": payload,
+        "message_id": checker(_COLUMNS.message_id)(message_id, FieldPath(path, "message_id")),
+        "message_type": checker(_COLUMNS.message_type)(type_name, FieldPath(path, "type")),
+        "payload": checker(_COLUMNS.payload)(payload, FieldPath(path, "payload")),
         "deliver_at": deliver_at,
         "locked_until": None,
         "attempts": 0,
@@ -151,13 +136,14 @@ def message_values(message: Message, deliver_at: int) -> RowValues:
         "execution_id": _id_field(message, "execution_id", path),
         "task_id": _id_field(message, "task_id", path),
         "last_error": clip_error(message.last_error),
-        "created_at": message.created_at,
+        "created_at": checker(_COLUMNS.created_at)(message.created_at, FieldPath(path, "created_at")),
     }
 
 
 def with_message_id(values: RowValues, message_id: str) -> RowValues:
     """The same row values under another message id (row and payload agree)."""
-    return {**values, "message_id": message_id, "payload": {**values["payload"], "message_id": message_id}}
+    payload = CheckedDocument({**values["payload"], "message_id": message_id})
+    return {**values, "message_id": message_id, "payload": payload}
 
 
 def clip_error(text: str | None) -> str | None:

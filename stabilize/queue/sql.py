@@ -1,8 +1,10 @@
 """The SQL queue: ``queue_messages`` in the store's own database, on every SQLAlchemy dialect.
 
 Because the queue is a table next to the workflow tables and shares the store's engine, a store
-transaction can write a message together with the state it belongs to (``push_in_session``), and a
-consumer can mark a message processed together with its effects. That is the transactional outbox.
+transaction can write a message together with the state it belongs to (``pending_push``, or
+``push(connection=...)`` in a caller's transaction), and a consumer can mark a message processed
+together with its effects. That is the transactional outbox. Every public call is one unit of
+work of the store's ``units.Database``: one Session, SQLAlchemy statements, one fault path.
 
 Semantics, in one place:
 
@@ -31,62 +33,43 @@ Semantics, in one place:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import (
-    URL,
-    ColumnElement,
-    Connection,
-    Engine,
-    bindparam,
-    case,
-    delete,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import URL, ColumnElement, Connection, Engine, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from stabilize.errors import ValidationError
-from stabilize.models.ids import new_id, now_ms
-from stabilize.persistence.sql import dbapi
-from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
+from stabilize.models.ids import now_ms
+from stabilize.persistence.sql.dialects import Unit
+from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.engine import get_engine, mask
-from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
-from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.faults import RetryPolicy, translated
+from stabilize.persistence.sql.units import Database
 from stabilize.queue import dlq
 from stabilize.queue.claim import Claimer, Remove, ReturningClaimer, claimer_for, remove_unchanged
 from stabilize.queue.interface import Delay, Queue
 from stabilize.queue.messages import Message, MessageDecodeError
+from stabilize.queue.outbox import ACK_BY_ID, ACK_DELIVERY, PendingPush, pending_push
 from stabilize.queue.records import (
     DEAD_LETTERS,
     METADATA_FIELDS,
-    PROCESSED,
     QUEUE,
     Executor,
     Row,
-    RowValues,
     clip_error,
     decode_row,
     delay_ms,
     deliver,
     delivery_of,
-    mark_pushed,
     message_values,
-    needs_fresh_id,
-    rowcount,
-    with_message_id,
 )
 
-__all__ = ["PendingPush", "PostgresQueue", "SqlQueue", "SqliteQueue", "prepare_push", "push_in_session"]
+__all__ = ["PendingPush", "PostgresQueue", "QueueStats", "SqlQueue", "SqliteQueue", "push_in_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,55 +79,8 @@ MAX_CANDIDATES = 16
 #: Keys per ``IN`` list, well under every driver's bound-parameter limit.
 _CHUNK = 500
 
-
-def _bound(column: str) -> Any:
-    return bindparam(column, type_=QUEUE.c[column].type)
-
-
-_PUSH_COLUMNS = [c.key for c in QUEUE.columns if c.key != "id"]
-#: Insert under the message's own id unless a queued, dead-lettered or processed message already
-#: has it: one statement, where a separate check would cost a round trip on every push.
-_PUSH_IF_ID_FREE = Prepared(
-    insert(QUEUE).from_select(
-        _PUSH_COLUMNS,
-        select(*map(_bound, _PUSH_COLUMNS)).where(
-            ~exists().where(QUEUE.c.message_id == _bound("message_id")),
-            ~exists().where(DEAD_LETTERS.c.message_id == _bound("message_id")),
-            ~exists().where(PROCESSED.c.message_id == _bound("message_id")),
-        ),
-    )
-)
-_PUSH = Prepared(insert(QUEUE).values({c: _bound(c) for c in _PUSH_COLUMNS}))
-_ACK_DELIVERY = Prepared(
-    delete(QUEUE).where(QUEUE.c.id == bindparam("row_id"), QUEUE.c.attempts == bindparam("attempt"))
-)
-_ACK_BY_ID = Prepared(delete(QUEUE).where(QUEUE.c.message_id == bindparam("message_id")))
-
-
-@dataclass
-class PendingPush:
-    """A message's row, made (and validated) when pushed, inserted when its transaction applies.
-
-    Whether the row needs a fresh id is decided when it is inserted: a message object pushed
-    before, or an id already queued, dead-lettered or processed, gets a new one, so a push never
-    merges with another message nor is mistaken for one already handled.
-    """
-
-    message: Message
-    values: RowValues
-    fresh: bool
-
-    def apply(self, cursor: Cursor) -> None:
-        if self.fresh or cursor.run(_PUSH_IF_ID_FREE, self.values) == 0:
-            cursor.run(_PUSH, with_message_id(self.values, new_id()))
-
-    def committed(self) -> None:
-        mark_pushed(self.message)
-
-
-def prepare_push(message: Message, delay: Delay | None = 0, *, now: int | None = None) -> PendingPush:
-    start = now_ms() if now is None else now
-    return PendingPush(message, message_values(message, start + delay_ms(delay)), needs_fresh_id(message))
+_SIZE = select(func.count()).select_from(QUEUE)
+_CLEAR = delete(QUEUE)
 
 
 def push_in_session(
@@ -152,10 +88,14 @@ def push_in_session(
 ) -> None:
     """Queue ``message`` through the caller's transaction; it commits or rolls back with it.
 
-    ``now`` defaults to the app clock; a queue passes its own (possibly injected) clock.
+    Args:
+        executor: the caller's Session or Connection, on the queue's database.
+        message: what to queue.
+        delay: seconds (or a timedelta) before it is due.
+        now: the epoch-ms clock reading to count ``delay`` from (a queue passes its own clock).
     """
-    pending = prepare_push(message, delay, now=now)
-    pending.apply(Cursor.on(executor.connection() if isinstance(executor, Session) else executor))
+    pending = pending_push(message, delay, now=now)
+    pending.write(executor.connection() if isinstance(executor, Session) else executor)
     pending.committed()
 
 
@@ -190,6 +130,10 @@ class SqlQueue(Queue):
         max_attempts: claims before a message is dead-lettered, at most (see module docstring).
         clock: epoch-ms clock for every time written and compared; tests inject a fake one.
         engine_options: extra ``create_engine`` arguments, used only if this creates the engine.
+        retry_policy: how often a call that lost a race runs again.
+
+    Raises:
+        ValidationError: an argument is out of range.
     """
 
     def __init__(
@@ -201,6 +145,7 @@ class SqlQueue(Queue):
         *,
         clock: Callable[[], int] = now_ms,
         engine_options: dict[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if table_name != QUEUE.name:
             problem = f"only {QUEUE.name!r}, the table the migrations create, works; got {table_name!r}"
@@ -208,19 +153,22 @@ class SqlQueue(Queue):
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValidationError("max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
         self.engine = get_engine(connection, **(engine_options or {}))
-        self.retry_policy = RetryPolicy()
+        self._db = Database(self.engine, retry_policy)
         self.table_name = table_name
         self.lock_ms = _lock_ms(lock_duration)
         self.max_attempts = max_attempts
         self.clock = clock
-        # BEGIN IMMEDIATE on SQLite: a claim reads then writes, and must hold the write lock from
-        # its first read (see dialects/sqlite.py); other dialects ignore the option.
-        self._writer = self.engine.execution_options(**{WRITE_INTENT: True})
         self._claimer: Claimer | ReturningClaimer | None = None
 
     @property
     def lock_duration(self) -> timedelta:
+        """How long a claimed message stays invisible to other pollers."""
         return timedelta(milliseconds=self.lock_ms)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How often a call that lost a race runs again."""
+        return self._db.retry_policy
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
@@ -228,23 +176,10 @@ class SqlQueue(Queue):
     def close(self) -> None:
         """Nothing to release: the engine belongs to the process (``dispose_engines``)."""
 
-    # -- transactions -----------------------------------------------------------------------
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with translated(self.engine), self._writer.begin() as connection:
-            yield connection
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with translated(self.engine), self.engine.connect() as connection:
-            yield connection
-
     def _claimer_of(self) -> Claimer | ReturningClaimer:
         # Chosen on first use, once connected: MariaDB's answer needs the server version.
         if self._claimer is None:
-            with dbapi.transaction(self.engine, write=False, autocommit=True):
-                pass
+            self._db.run(lambda connection: None, Unit.READ)
             self._claimer = claimer_for(self.engine)
         return self._claimer
 
@@ -253,9 +188,28 @@ class SqlQueue(Queue):
 
     # -- producing --------------------------------------------------------------------------
 
-    @retry_transient
+    def pending_push(self, message: Message, delay: Delay | None = 0) -> PendingPush:
+        """``message`` checked and encoded now, due ``delay`` from now on this queue's clock, to
+        be written in a store transaction (``SqlStoreTransaction.push_message``).
+
+        Raises:
+            ValidationError: the message cannot be stored.
+        """
+        return pending_push(message, delay, now=self.clock())
+
     def push(self, message: Message, delay: Delay | None = None, connection: Any | None = None) -> None:
-        """Queue ``message``; with ``connection`` (a Session or Connection) inside that transaction."""
+        """Queue ``message``, due after ``delay``.
+
+        Args:
+            message: what to queue; a message object pushed before is stored under a fresh id.
+            delay: seconds or a timedelta (None or negative: now).
+            connection: a SQLAlchemy Session or Connection to push inside its transaction (the
+                caller commits); without one the push is its own unit of work.
+
+        Raises:
+            ValidationError: the message cannot be stored.
+            TypeError: ``connection`` is not a Session or Connection.
+        """
         if connection is not None:
             if not isinstance(connection, (Session, Connection)):
                 kind = type(connection).__name__
@@ -263,20 +217,18 @@ class SqlQueue(Queue):
             with translated(self.engine):
                 push_in_session(connection, message, delay, now=self.clock())
             return
-        pending = prepare_push(message, delay, now=self.clock())
-        # One statement (a second only when the id is taken, and then the first wrote nothing).
-        with dbapi.transaction(self.engine, write=True, autocommit=True) as unit:
-            pending.apply(unit.cursor)
+        pending = self.pending_push(message, delay)
+        self._db.run(pending.write, Unit.WRITE_ONE)
         pending.committed()
 
-    @retry_transient
     def ensure(self, message: Message, delay: Delay) -> None:
         """Queue ``message`` unless it already is: the same id, or the same type and fields
         (bookkeeping aside). A waiting copy is moved to ``delay`` from now; an in-flight copy is
         left to its holder. Race-free on SQLite (writers are serialised); on a server two
         concurrent ``ensure`` calls for an unqueued message may both push it.
         """
-        with self._write() as conn:
+
+        def write(conn: Connection) -> None:
             now = self.clock()
             deliver_at = now + delay_ms(delay)
             wanted = message_values(message, deliver_at)
@@ -302,26 +254,30 @@ class SqlQueue(Queue):
                 update(QUEUE).where(QUEUE.c.id == row["id"]).values(deliver_at=deliver_at, locked_until=None)
             )
 
+        self._db.run(write, Unit.WRITE)
+
     # -- consuming --------------------------------------------------------------------------
 
-    @retry_transient
     def poll_one(self) -> Message | None:
-        """Claim the earliest due message; None when nothing is due."""
+        """Claim the earliest due message under the visibility lock; None when nothing is due.
+
+        A due row whose attempts are used up, or that does not hold a valid message, goes to the
+        dead letters with the reason, and the next due row is tried.
+        """
         claimer = self._claimer_of()
         if isinstance(claimer, ReturningClaimer):
             return self._claim_first(claimer)
-        return self._read_then_claim(claimer)
+        return self._db.run(lambda connection: self._read_then_claim(connection, claimer), Unit.WRITE)
 
     def _claim_first(self, claimer: ReturningClaimer) -> Message | None:
         """Claim in one statement, then look at what was claimed (see ``ReturningClaimer``)."""
         for _ in range(MAX_CANDIDATES):
             now = self.clock()
-            with dbapi.transaction(self.engine, write=True, autocommit=True) as unit:
-                row = claimer.claim(unit.cursor, now, now + self.lock_ms)
+            row = self._db.run(partial(claimer.claim, now=now, lock_until=now + self.lock_ms), Unit.WRITE_ONE)
             if row is None:
                 return None
             limit = self._limit(row["max_attempts"])
-            before = {**row, "attempts": row["attempts"] - 1}  # the row as it was due
+            before: dict[str, Any] = {**row, "attempts": row["attempts"] - 1}  # the row as it was due
             if before["attempts"] >= limit:
                 reason = f"used all {limit} attempts"
                 self._bury_claimed(row, before, before["last_error"] or reason, now)
@@ -338,38 +294,39 @@ class SqlQueue(Queue):
 
     def _bury_claimed(self, claimed: Row, before: Row, reason: str, now: int) -> None:
         """Dead-letter a row this poller has just claimed, unless its claim lapsed meanwhile."""
-        with dbapi.transaction(self.engine, write=True) as unit:
-            fence = {"row_id": claimed["id"], "attempt": claimed["attempts"]}
-            if unit.cursor.run(_ACK_DELIVERY, fence) == 1:
-                dlq.bury(unit.cursor, before, reason, now)
 
-    def _read_then_claim(self, claimer: Claimer) -> Message | None:
+        def write(connection: Connection) -> None:
+            fence: dict[str, Any] = {"row_id": claimed["id"], "attempt": claimed["attempts"]}
+            if rowcount(connection.execute(ACK_DELIVERY, fence)) == 1:
+                dlq.bury(connection, before, reason, now)
+
+        self._db.run(write, Unit.WRITE)
+
+    def _read_then_claim(self, connection: Connection, claimer: Claimer) -> Message | None:
         """Read due rows, then claim one of them, in one transaction."""
-        with dbapi.transaction(self.engine, write=True) as unit:
-            cursor = unit.cursor
-            now = self.clock()
-            for row in islice(claimer.candidates(cursor, now), MAX_CANDIDATES):
-                limit = self._limit(row["max_attempts"])
-                if row["attempts"] >= limit:
-                    self._bury_spent(cursor, claimer.remove, row, now)
-                    continue
-                try:
-                    message = decode_row(row)
-                except MessageDecodeError as exc:
-                    if claimer.remove(cursor, row, now):
-                        dlq.bury(cursor, row, f"undecodable: {exc}", now)
-                        logger.error("dead-lettered undecodable message %s: %s", row["message_id"], exc)
-                    continue
-                if claimer.take(cursor, row, now, now + self.lock_ms):
-                    return deliver(message, row, row["attempts"] + 1, limit)
+        now = self.clock()
+        for row in islice(claimer.candidates(connection, now), MAX_CANDIDATES):
+            limit = self._limit(row["max_attempts"])
+            if row["attempts"] >= limit:
+                self._bury_spent(connection, claimer.remove, row, now)
+                continue
+            try:
+                message = decode_row(row)
+            except MessageDecodeError as exc:
+                if claimer.remove(connection, row, now):
+                    dlq.bury(connection, row, f"undecodable: {exc}", now)
+                    logger.error("dead-lettered undecodable message %s: %s", row["message_id"], exc)
+                continue
+            if claimer.take(connection, row, now, now + self.lock_ms):
+                return deliver(message, row, row["attempts"] + 1, limit)
         return None
 
-    def _bury_spent(self, cursor: Cursor, remove: Remove, row: Row, now: int) -> bool:
+    def _bury_spent(self, connection: Connection, remove: Remove, row: Row, now: int) -> bool:
         """Dead-letter a due row whose attempts are used up, keeping its last error."""
-        if not remove(cursor, row, now):
+        if not remove(connection, row, now):
             return False
         reason = f"used all {self._limit(row['max_attempts'])} attempts"
-        dlq.bury(cursor, row, row["last_error"] or reason, now)
+        dlq.bury(connection, row, row["last_error"] or reason, now)
         logger.warning("dead-lettered message %s: %s", row["message_id"], reason)
         return True
 
@@ -399,8 +356,8 @@ class SqlQueue(Queue):
         if message.attempts >= message.max_attempts:
             self.move_to_dlq(message, error)
             return
-        with self._write() as conn:
-            conn.execute(update(QUEUE).where(self._fence(message)).values(last_error=clip_error(error)))
+        statement = update(QUEUE).where(self._fence(message)).values(last_error=clip_error(error))
+        self._db.run(lambda c: c.execute(statement), Unit.WRITE_ONE)
 
     def _fence(self, message: Message) -> ColumnElement[bool]:
         """The row of this delivery of ``message``, or of its id when it was not delivered."""
@@ -409,7 +366,6 @@ class SqlQueue(Queue):
             return QUEUE.c.message_id == message.message_id
         return (QUEUE.c.id == token.row_id) & (QUEUE.c.attempts == token.attempt)
 
-    @retry_transient
     def ack(self, message: Message) -> None:
         """Delete the delivered row; a no-op if the lock lapsed and another poller claimed it."""
         token = delivery_of(message)
@@ -417,34 +373,29 @@ class SqlQueue(Queue):
             return
         params: dict[str, Any]
         if token is None:
-            statement, params = _ACK_BY_ID, {"message_id": message.message_id}
+            statement, params = ACK_BY_ID, {"message_id": message.message_id}
         else:
-            statement, params = _ACK_DELIVERY, {"row_id": token.row_id, "attempt": token.attempt}
-        with dbapi.transaction(self.engine, write=True, autocommit=True) as unit:
-            deleted = unit.cursor.run(statement, params)
+            statement, params = ACK_DELIVERY, {"row_id": token.row_id, "attempt": token.attempt}
+        deleted = self._db.run(lambda c: rowcount(c.execute(statement, params)), Unit.WRITE_ONE)
         if token is not None:
             token.released = True
             if deleted == 0:
                 logger.warning("ack(%s): lock lapsed and the message was claimed again", message.message_id)
 
-    @retry_transient
     def extend_lock(self, message: Message, duration: timedelta | None = None) -> bool:
         """Keep a delivered message invisible for ``duration`` (default: the lock duration) from now.
 
-        False when the message was not delivered by a poll, was already acked or released, or was
-        claimed again by someone else after its lock lapsed.
+        Returns:
+            False when the message was not delivered by a poll, was already acked or released,
+            or was claimed again by someone else after its lock lapsed.
         """
         token = delivery_of(message)
         if token is None or token.released:
             return False
         until = self.clock() + (self.lock_ms if duration is None else _lock_ms(duration))
-        with self._write() as conn:
-            result = conn.execute(
-                update(QUEUE).where(self._fence(message)).values(locked_until=until, deliver_at=until)
-            )
-            return rowcount(result) == 1
+        statement = update(QUEUE).where(self._fence(message)).values(locked_until=until, deliver_at=until)
+        return self._db.run(lambda c: rowcount(c.execute(statement)) == 1, Unit.WRITE_ONE)
 
-    @retry_transient
     def reschedule(self, message: Message, delay: Delay) -> None:
         """Release the lock and deliver again after ``delay``, keeping id and attempts.
 
@@ -454,19 +405,18 @@ class SqlQueue(Queue):
         token = delivery_of(message)
         if token is not None and token.released:
             return
-        with self._write() as conn:
-            now = self.clock()
-            values = message_values(message, now + delay_ms(delay))
-            conn.execute(
-                update(QUEUE)
-                .where(self._fence(message))
-                .values(
-                    deliver_at=values["deliver_at"],
-                    locked_until=None,
-                    payload=values["payload"],
-                    last_error=func.coalesce(values["last_error"], QUEUE.c.last_error),
-                )
+        values = message_values(message, self.clock() + delay_ms(delay))
+        statement = (
+            update(QUEUE)
+            .where(self._fence(message))
+            .values(
+                deliver_at=values["deliver_at"],
+                locked_until=None,
+                payload=values["payload"],
+                last_error=func.coalesce(values["last_error"], QUEUE.c.last_error),
             )
+        )
+        self._db.run(lambda c: c.execute(statement), Unit.WRITE_ONE)
         if token is not None:
             token.released = True
 
@@ -474,75 +424,82 @@ class SqlQueue(Queue):
 
     def size(self) -> int:
         """Queued messages, in flight included (dead letters are counted by ``dlq_size``)."""
-        with self._read() as conn:
-            return conn.execute(select(func.count()).select_from(QUEUE)).scalar_one()
+        return self._db.run(lambda c: int(c.execute(_SIZE).scalar_one()), Unit.READ)
 
     def stats(self) -> QueueStats:
-        """Depth, due now, locked, oldest age and dead letters, in two queries."""
+        """Depth, due now, locked, oldest age and dead letters, from one snapshot."""
         now = self.clock()
         due = func.sum(case((QUEUE.c.deliver_at <= now, 1), else_=0))
         locked = func.sum(case((QUEUE.c.locked_until > now, 1), else_=0))
-        with self._read() as conn:
+
+        def read(conn: Connection) -> QueueStats:
             depth, due_now, in_flight, oldest = conn.execute(
                 select(func.count(), due, locked, func.min(QUEUE.c.created_at))
             ).one()
-            dead = dlq.size(conn)
-        return QueueStats(
-            depth=depth,
-            due_now=int(due_now or 0),
-            locked=int(in_flight or 0),
-            oldest_age_ms=None if oldest is None else max(0, now - oldest),
-            dead_letters=dead,
-        )
+            return QueueStats(
+                depth=depth,
+                due_now=int(due_now or 0),
+                locked=int(in_flight or 0),
+                oldest_age_ms=None if oldest is None else max(0, now - oldest),
+                dead_letters=dlq.size(conn),
+            )
+
+        return self._db.run(read, Unit.SNAPSHOT)
 
     def peek(self, limit: int = 10) -> list[dict[str, Any]]:
         """The next ``limit`` rows in delivery order, without claiming them."""
         columns = [QUEUE.c[name] for name in ("id", "message_id", "message_type", "deliver_at", "attempts")]
-        with self._read() as conn:
-            rows = conn.execute(
-                select(*columns, QUEUE.c.locked_until).order_by(QUEUE.c.deliver_at, QUEUE.c.id).limit(limit)
-            )
-            return [dict(row) for row in rows.mappings()]
+        order = (QUEUE.c.deliver_at, QUEUE.c.id)
+        statement = select(*columns, QUEUE.c.locked_until).order_by(*order).limit(limit)
+        return self._db.run(lambda c: [dict(row) for row in c.execute(statement).mappings()], Unit.READ)
 
     def clear(self) -> None:
-        with self._write() as conn:
-            conn.execute(delete(QUEUE))
+        """Delete every queued message (dead letters stay)."""
+        self._db.run(lambda c: c.execute(_CLEAR), Unit.WRITE_ONE)
 
     def _any(self, condition: ColumnElement[bool]) -> bool:
-        with self._read() as conn:
-            return conn.execute(select(QUEUE.c.id).where(condition).limit(1)).first() is not None
+        statement = select(QUEUE.c.id).where(condition).limit(1)
+        return self._db.run(lambda c: c.execute(statement).first() is not None, Unit.READ)
 
     def has_pending_message_for_task(self, task_id: str) -> bool:
+        """Whether a queued or in-flight message names this task."""
         return self._any(QUEUE.c.task_id == task_id)
 
     def has_pending_message_for_stage(self, stage_id: str) -> bool:
+        """Whether a queued or in-flight message names this stage."""
         # No stage column: stage-level messages are few per workflow and this is a recovery probe.
         return self._any(QUEUE.c.payload["stage_id"].as_string() == stage_id)
 
     def has_pending_message_for_execution(self, execution_id: str) -> bool:
+        """Whether any queued or in-flight message targets this workflow."""
         return self._any(QUEUE.c.execution_id == execution_id)
 
     def live_delivery_keys(self, keys: list[str]) -> set[str]:
         """Keys are message ids (the processed marks' key); the ones still queued."""
-        found: set[str] = set()
-        with self._read() as conn:
+
+        def read(conn: Connection) -> set[str]:
+            found: set[str] = set()
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start : start + _CHUNK]
                 found.update(
                     conn.execute(select(QUEUE.c.message_id).where(QUEUE.c.message_id.in_(chunk))).scalars()
                 )
-        return found
+            return found
+
+        return self._db.run(read, Unit.SNAPSHOT)
 
     def purge_workflow(self, execution_id: str) -> int:
-        with self._write() as conn:
+        """Delete every queued and dead-lettered message of one workflow; return how many."""
+
+        def write(conn: Connection) -> int:
             queued = rowcount(conn.execute(delete(QUEUE).where(QUEUE.c.execution_id == execution_id)))
             dead_letters = delete(DEAD_LETTERS).where(DEAD_LETTERS.c.execution_id == execution_id)
-            dead = rowcount(conn.execute(dead_letters))
-        return queued + dead
+            return queued + rowcount(conn.execute(dead_letters))
+
+        return self._db.run(write, Unit.WRITE)
 
     # -- dead letters -----------------------------------------------------------------------
 
-    @retry_transient
     def move_to_dlq(self, message: Message | str | int, error: str | None = None) -> bool:
         """Move a message to the dead letters now, in any lock state; False if it is not queued.
 
@@ -554,47 +511,45 @@ class SqlQueue(Queue):
             where = QUEUE.c.message_id == message
         else:
             where = QUEUE.c.id == message
-        with self._write() as conn:
-            moved = dlq.move(conn, where, error, self.clock())
+        moved = self._db.run(lambda c: dlq.move(c, where, error, self.clock()), Unit.WRITE)
         token = delivery_of(message) if isinstance(message, Message) else None
         if moved and token is not None:
             token.released = True
         return moved
 
     def list_dlq(self, limit: int = 100, message_type: str | None = None) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return dlq.listing(conn, limit, message_type)
+        """Newest dead letters first, as plain dicts."""
+        return self._db.run(lambda c: dlq.listing(c, limit, message_type), Unit.READ)
 
-    @retry_transient
     def replay_dlq(self, dlq_id: int | str) -> bool:
         """Requeue a dead letter (by its ``id`` from ``list_dlq``, or its message id), due now."""
         column = DEAD_LETTERS.c.message_id if isinstance(dlq_id, str) else DEAD_LETTERS.c.id
         where = column == dlq_id
-        with self._write() as conn:
-            return dlq.replay(conn, where, self.clock())
+        return self._db.run(lambda c: dlq.replay(c, where, self.clock()), Unit.WRITE)
 
     def dlq_size(self) -> int:
-        with self._read() as conn:
-            return dlq.size(conn)
+        """How many dead letters there are."""
+        return self._db.run(dlq.size, Unit.READ)
 
     def clear_dlq(self) -> int:
-        with self._write() as conn:
-            return dlq.clear(conn)
+        """Delete every dead letter; return how many."""
+        return self._db.run(dlq.clear, Unit.WRITE_ONE)
 
-    @retry_transient
     def check_and_move_expired(self) -> int:
         """Dead-letter every waiting message whose attempts are used up; returns how many.
 
         In-flight messages are left to their holder, whose ack may still succeed.
         """
-        with self._write() as conn:
+
+        def write(conn: Connection) -> int:
             now = self.clock()
             spent = (QUEUE.c.deliver_at <= now) & (
                 (QUEUE.c.attempts >= QUEUE.c.max_attempts) | (QUEUE.c.attempts >= self.max_attempts)
             )
             rows = conn.execute(select(QUEUE).where(spent).order_by(QUEUE.c.id)).mappings().all()
-            cursor = Cursor.on(conn)
-            return sum(self._bury_spent(cursor, remove_unchanged, row, now) for row in rows)
+            return sum(self._bury_spent(conn, remove_unchanged, row, now) for row in rows)
+
+        return self._db.run(write, Unit.WRITE)
 
 
 def _same_or_null(column: ColumnElement[Any], value: str | None) -> ColumnElement[bool]:

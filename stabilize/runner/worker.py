@@ -19,8 +19,8 @@ from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
-from stabilize.persistence.sql.store import SqlWorkflowStore
-from stabilize.persistence.sql.transaction import SqlStoreTransaction
+from stabilize.persistence.store import StoreTransaction, WorkflowStore
+from stabilize.queue.interface import Queue
 from stabilize.queue.messages import (
     CompleteStage,
     CompleteWorkflow,
@@ -30,15 +30,14 @@ from stabilize.queue.messages import (
     StartStage,
     StartWorkflow,
 )
-from stabilize.queue.sql import SqlQueue
 from stabilize.runner.tasks import TaskContext, task_function
 
 logger = logging.getLogger(__name__)
 
-Step = Callable[[SqlStoreTransaction], None]
+Step = Callable[[StoreTransaction], None]
 
 
-def submit(store: SqlWorkflowStore, queue: SqlQueue, workflow: Workflow) -> None:
+def submit(store: WorkflowStore, queue: Queue, workflow: Workflow) -> None:
     """Store a new workflow and the message that starts it, atomically."""
     with store.transaction(queue) as txn:
         txn.store_workflow(workflow)
@@ -48,7 +47,7 @@ def submit(store: SqlWorkflowStore, queue: SqlQueue, workflow: Workflow) -> None
 class Worker:
     """Polls the queue and runs one step per message."""
 
-    def __init__(self, store: SqlWorkflowStore, queue: SqlQueue) -> None:
+    def __init__(self, store: WorkflowStore, queue: Queue) -> None:
         self.store = store
         self.queue = queue
         self._handlers: dict[type[Message], Callable[[Message], Step | None]] = {
@@ -103,7 +102,7 @@ class Worker:
             return None
         workflow.status, workflow.start_time = WorkflowStatus.RUNNING, now_ms()
 
-        def step(txn: SqlStoreTransaction) -> None:
+        def step(txn: StoreTransaction) -> None:
             txn.update_workflow_status(workflow)
             for stage in workflow.initial_stages():
                 txn.push_message(StartStage(execution_id=workflow.id, stage_id=stage.id))
@@ -117,7 +116,7 @@ class Worker:
         stage.status, stage.start_time = WorkflowStatus.RUNNING, now_ms()
         pending_before = [s for s in stage.before_stages() if s.status is WorkflowStatus.NOT_STARTED]
 
-        def step(txn: SqlStoreTransaction) -> None:
+        def step(txn: StoreTransaction) -> None:
             txn.store_stage(stage, expected_phase=WorkflowStatus.NOT_STARTED.name)
             if pending_before:
                 for before in pending_before:
@@ -146,7 +145,7 @@ class Worker:
         inputs = self.store.get_merged_ancestor_outputs(message.execution_id, stage.ref_id)
         function = task_function(task.implementing_class)
 
-        def step(txn: SqlStoreTransaction) -> None:
+        def step(txn: StoreTransaction) -> None:
             task.start_time = now_ms()
             context = TaskContext(message.execution_id, stage, task, {**stage.context, **inputs}, txn.execute)
             try:
@@ -182,7 +181,7 @@ class Worker:
             else self.store.get_downstream_stages(message.execution_id, stage.ref_id)
         )
 
-        def step(txn: SqlStoreTransaction) -> None:
+        def step(txn: StoreTransaction) -> None:
             txn.store_stage(stage, expected_phase=WorkflowStatus.RUNNING.name)
             if stage.parent_stage_id is not None:
                 txn.push_message(

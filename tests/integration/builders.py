@@ -19,7 +19,6 @@ from stabilize.models import (
     WorkflowType,
 )
 from stabilize.models.ids import new_id
-from stabilize.persistence.sql.prepared import observed
 from stabilize.persistence.sql.rows import (
     Base,
     ProcessedMessageRow,
@@ -284,9 +283,7 @@ def count_statements(engine: Engine) -> Iterator[list[str]]:
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        # The hot paths run prepared statements on the driver's cursor, out of the event's sight.
-        with observed(engine.dialect, statements.append):
-            yield statements
+        yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
 

@@ -23,6 +23,7 @@ from stabilize.persistence.sql.rows import ProcessedMessageRow
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue import CompleteStage, Message, SqlQueue, StartStage
 from tests.conftest import FILE_OR_SERVER_DIALECTS
+from tests.integration.builders import snapshot
 
 LOCK = timedelta(seconds=30)
 LOCK_MS = 30_000
@@ -43,13 +44,10 @@ def marks(store: SqlWorkflowStore) -> int:
 # -- atomic transactions --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pass_queue", [True, False], ids=["with_queue", "store_owns_queue"])
-def test_stage_status_message_and_mark_commit_together(
-    store: SqlWorkflowStore, url: str, pass_queue: bool
-) -> None:
+def test_stage_status_message_and_mark_commit_together(store: SqlWorkflowStore, url: str) -> None:
     workflow, stage = stored_stage(store)
     queue = SqlQueue(url)
-    with store.transaction(queue if pass_queue else None) as txn:
+    with store.transaction(queue) as txn:
         assert txn.is_atomic
         stage.context["applied"] = 1
         txn.store_stage(stage)
@@ -64,11 +62,21 @@ def test_stage_status_message_and_mark_commit_together(
     assert isinstance(message, StartStage) and message.stage_id == stage.id
 
 
+def test_a_transaction_without_a_queue_refuses_a_push_and_writes_nothing(store: SqlWorkflowStore) -> None:
+    """The queue a message goes to is the caller's to name, as upstream's transactions ask."""
+    workflow, stage = stored_stage(store)
+    before = snapshot(store.engine)
+    with pytest.raises(ValueError, match="no queue"), store.transaction() as txn:
+        txn.store_stage(stage)
+        txn.push_message(StartStage(execution_id=workflow.id, stage_id=stage.id))
+    assert snapshot(store.engine) == before
+
+
 def test_a_delayed_push_in_a_transaction_is_delayed(store: SqlWorkflowStore, url: str) -> None:
     workflow, stage = stored_stage(store)
-    with store.transaction() as txn:
-        txn.push_message(StartStage(execution_id=workflow.id, stage_id=stage.id), 60)
     queue = SqlQueue(url)
+    with store.transaction(queue) as txn:
+        txn.push_message(StartStage(execution_id=workflow.id, stage_id=stage.id), 60)
     assert queue.poll_one() is None
     later = SqlQueue(url, clock=lambda: now_ms() + 60_001)
     assert later.poll_one() is not None

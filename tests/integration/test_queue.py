@@ -12,13 +12,12 @@ from datetime import timedelta
 from typing import Any, get_type_hints
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from stabilize.errors import ValidationError
 from stabilize.models.ids import new_id, now_ms
 from stabilize.persistence import create_queue
 from stabilize.persistence.sql.engine import get_engine
-from stabilize.persistence.sql.prepared import Cursor, Prepared
 from stabilize.persistence.sql.rows import DeadLetterRow, QueueMessageRow
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue import (
@@ -494,11 +493,11 @@ def test_a_lost_race_moves_on_to_the_next_candidate(queue: SqlQueue) -> None:
     queue._claimer = CompareAndSetClaimer()
     original = CompareAndSetClaimer.candidates
 
-    def candidates_then_steal(self: CompareAndSetClaimer, cursor: Cursor, now: int) -> Any:
-        rows = list(original(self, cursor, now))
+    def candidates_then_steal(self: CompareAndSetClaimer, connection: Connection, now: int) -> Any:
+        rows = list(original(self, connection, now))
         # Another poller claims the first candidate between our read and our update.
         steal = update(QueueMessageRow).where(QueueMessageRow.id == rows[0]["id"])
-        cursor.run(Prepared(steal.values(attempts=1, deliver_at=now + 1)), {})
+        connection.execute(steal.values(attempts=1, deliver_at=now + 1))
         return iter(rows)
 
     queue._claimer.candidates = types.MethodType(candidates_then_steal, queue._claimer)  # type: ignore[method-assign]

@@ -229,12 +229,11 @@ def test_transaction_can_add_a_new_stage(store: SqlWorkflowStore) -> None:
 # -- messages pushed inside the transaction (the queue lives in the same database) -------------
 
 
-@pytest.mark.parametrize("with_queue", [False, True], ids=["no-queue", "same-db-queue"])
-def test_pushed_messages_commit_with_the_step(store: SqlWorkflowStore, url: str, with_queue: bool) -> None:
+def test_pushed_messages_commit_with_the_step(store: SqlWorkflowStore, url: str) -> None:
     queue = create_queue(url)
     wf, a, _ = stored(store)
 
-    with store.transaction(queue if with_queue else None) as txn:
+    with store.transaction(queue) as txn:
         assert txn.is_atomic is True
         txn.store_stage(a)
         txn.push_message(StartWorkflow(execution_id=wf.id))
@@ -246,13 +245,12 @@ def test_pushed_messages_commit_with_the_step(store: SqlWorkflowStore, url: str,
     assert store.is_message_processed("step-4") is True
 
 
-@pytest.mark.parametrize("with_queue", [False, True], ids=["no-queue", "same-db-queue"])
-def test_pushed_messages_roll_back_with_the_step(store: SqlWorkflowStore, url: str, with_queue: bool) -> None:
+def test_pushed_messages_roll_back_with_the_step(store: SqlWorkflowStore, url: str) -> None:
     queue = create_queue(url)
     wf, a, _ = stored(store)
     before = snapshot(store.engine)
 
-    with pytest.raises(RuntimeError), store.transaction(queue if with_queue else None) as txn:
+    with pytest.raises(RuntimeError), store.transaction(queue) as txn:
         txn.store_stage(a)
         txn.push_message(StartWorkflow(execution_id=wf.id))
         txn.mark_message_processed("step-5")

@@ -1,19 +1,22 @@
-"""SQLite files: each thread keeps one pooled connection for the hot paths (``dbapi``).
+"""SQLite files: each thread keeps one connection for its units of work (``units.Database``).
 
-More threads than the pool's size all work at once, nothing waits on the pool, a transaction
-nested in a thread's own uses a connection of its own, and every kept connection goes back to the
-pool when its thread ends.
+More threads than the pool's size all work at once, nothing waits on the pool, a unit nested in a
+thread's own uses a connection of its own, and every kept connection goes back to the pool when
+its thread ends.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+from typing import Any
 
 import pytest
+from sqlalchemy import Connection, event, select
 
 from stabilize.models import WorkflowStatus
-from stabilize.persistence.sql import dbapi
+from stabilize.persistence.sql.dialects import Unit
+from stabilize.persistence.sql.rows import WorkflowRow
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from tests.integration.builders import chain
 
@@ -55,9 +58,23 @@ def test_more_threads_than_the_pool_holds_all_work_and_give_back_their_connectio
     assert pool.checkedout() == before  # type: ignore[attr-defined]
 
 
-def test_a_transaction_nested_in_a_threads_own_uses_another_connection(store: SqlWorkflowStore) -> None:
+def test_a_unit_nested_in_a_threads_own_uses_another_connection(store: SqlWorkflowStore) -> None:
     workflow = chain(1, 1)
-    with dbapi.transaction(store.engine, write=False) as outer:
-        store.store(workflow)  # a write while this thread's kept connection is in a read
-        assert outer.cursor.dbapi_connection is not None
-    assert store.exists(workflow.id)
+    writers: list[Connection] = []
+
+    def record(connection: Connection, *_args: Any) -> None:
+        writers.append(connection)
+
+    def outer(connection: Connection) -> bool:
+        event.listen(store.engine, "before_cursor_execute", record)
+        try:
+            store.store(workflow)  # a write while this thread's kept connection is in a unit
+        finally:
+            event.remove(store.engine, "before_cursor_execute", record)
+        assert writers and all(writer is not connection for writer in writers)
+        return (
+            connection.execute(select(WorkflowRow.id).where(WorkflowRow.id == workflow.id)).first()
+            is not None
+        )
+
+    assert store._db.run(outer, Unit.SNAPSHOT)

@@ -217,5 +217,6 @@ def test_queue_declares_every_operation_abstract() -> None:
         "has_pending_message_for_stage",
         "has_pending_message_for_execution",
         "live_delivery_keys",
+        "move_to_dlq",
         "purge_workflow",
     }

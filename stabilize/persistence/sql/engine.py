@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import weakref
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError
 
-from stabilize.persistence.sql.dialects import GenericProfile, profile_for
+from stabilize.persistence.sql.dialects import GenericProfile, hooks, profile_for
 from stabilize.persistence.sql.values import compact_json, load_document
 
 _DRIVER_FOR_SCHEME = {
@@ -102,48 +101,8 @@ _installed: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def install_profile(engine: Engine) -> None:
-    """Attach the profile's connect and begin hooks to ``engine``, once."""
+    """Attach the profile's connection hooks to ``engine``, once (``dialects.hooks``)."""
     if engine in _installed:
         return
     _installed.add(engine)
-    profile = engine_profile(engine)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        profile.on_connect(dbapi_connection)
-
-    if profile.ping_after_idle is not None:
-        _ping_idle_connections(engine, profile.ping_after_idle)
-
-    if type(profile).on_begin is not GenericProfile.on_begin:
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            profile.on_begin(connection)
-
-
-def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
-    """Ping a pooled connection at checkout when it sat idle for ``idle_seconds``; a dead one is
-    replaced before the caller sees it (SQLAlchemy's "pessimistic disconnect handling" with a
-    custom checkout check). Busy connections skip the round trip; a connection lost in the gap
-    fails its call with ``DatabaseUnavailableError`` (or is retried, where nothing was sent yet:
-    see ``dbapi.transaction``) and is dropped from the pool."""
-    dialect = engine.dialect
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < idle_seconds:
-            return
-        try:
-            dialect.do_ping(dbapi_connection)
-        except dialect.loaded_dbapi.Error as error:
-            if dialect.is_disconnect(error, dbapi_connection, None):
-                # The pool drops this connection and checks out a fresh one.
-                raise DisconnectionError("pooled connection was lost while idle") from error
-            raise
+    hooks.install(engine, engine_profile(engine))

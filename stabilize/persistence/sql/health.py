@@ -24,10 +24,13 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, func, select, text
 
+from stabilize.errors import StabilizeError
 from stabilize.models.ids import now_ms
 from stabilize.persistence.sql import migrate
 from stabilize.persistence.sql.engine import mask
+from stabilize.persistence.sql.faults import RetryPolicy
 from stabilize.persistence.sql.rows import DeadLetterRow, QueueMessageRow, table_of
+from stabilize.persistence.sql.units import Database, Unit
 
 #: Rows counted at most per table: a health probe must stay cheap on a queue of millions.
 COUNT_LIMIT = 10_000
@@ -87,8 +90,11 @@ class HealthReport:
         return found
 
 
-def check_health(engine: Engine, *, count_limit: int = COUNT_LIMIT) -> HealthReport:
-    """The report for the database behind ``engine``; never raises for a database problem."""
+def check_health(engine: Engine | Database, *, count_limit: int = COUNT_LIMIT) -> HealthReport:
+    """The report for the database behind ``engine`` (or a store's ``Database``), measured in one
+    unit of work; never raises for a database problem."""
+    database = engine if isinstance(engine, Database) else Database(engine, RetryPolicy(attempts=1))
+    engine = database.engine
     head = migrate.head()
     measured: dict[str, Any] = {
         "reachable": False,
@@ -101,17 +107,22 @@ def check_health(engine: Engine, *, count_limit: int = COUNT_LIMIT) -> HealthRep
         "dead_letters_capped": False,
         "error": None,
     }
+
+    def measure(connection: Connection) -> None:
+        connection.execute(text("SELECT 1"))
+        measured["reachable"] = True
+        revision = migrate.current_of(connection)
+        measured["revision"] = revision
+        measured["schema"] = migrate.schema_state(revision)
+        if revision is not None:  # every revision has the queue tables
+            measured.update(_queue_measures(connection, count_limit))
+
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-            measured["reachable"] = True
-            revision = migrate.current_of(connection)
-            measured["revision"] = revision
-            measured["schema"] = migrate.schema_state(revision)
-            if revision is not None:  # every revision has the queue tables
-                measured.update(_queue_measures(connection, count_limit))
+        database.run(measure, Unit.SNAPSHOT)
     except Exception as exc:  # the point: a probe reports, it does not raise
-        measured["error"] = first_line(exc, engine.url.password)
+        # The database's own error, not the library's translation of it.
+        cause = exc.__cause__ if isinstance(exc, StabilizeError) and exc.__cause__ is not None else exc
+        measured["error"] = first_line(cause, engine.url.password)
     healthy = measured["reachable"] and measured["error"] is None and measured["revision"] == head
     return HealthReport(
         url=mask(engine.url),
@@ -123,7 +134,7 @@ def check_health(engine: Engine, *, count_limit: int = COUNT_LIMIT) -> HealthRep
     )
 
 
-def database_is_healthy(engine: Engine) -> bool:
+def database_is_healthy(engine: Engine | Database) -> bool:
     """True when the database answers and its schema is one this code can use; never raises."""
     try:
         return check_health(engine).healthy

@@ -1,8 +1,9 @@
-"""Statement builders shared by the store's methods; no Session, no execution here.
+"""The store's read statements; no Session, no execution here.
 
-Reads select table columns (Core rows, not ORM entities: a row becomes a domain object once,
-in ``mapping``), and the hot ones are built once, at import, with bound parameters: executing a
-prebuilt statement skips building it and finds its compiled form in the engine's cache at once.
+Reads select table columns (Core rows, not ORM entities: a row becomes a domain object once, in
+``mapping``), and every statement is built once, at import (or once per shape of criteria), with
+bound parameters: executing a prebuilt statement skips building it, and SQLAlchemy finds its
+compiled form in the engine's cache at once (its cache key is memoized on the statement).
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from sqlalchemy import (
     CompoundSelect,
     Select,
     String,
-    Text,
     and_,
     bindparam,
-    cast,
     literal,
     null,
     or_,
@@ -77,15 +76,13 @@ def ancestor_outputs_and_edges(lateral: bool) -> CompoundSelect[Any]:
     workflow_id, ref_id = bindparam("workflow_id", type_=String), bindparam("ref_id", type_=String)
     ancestors = _ancestors(workflow_id, ref_id, lateral)
     found = ancestors.c.ref_id != ref_id
-    # Outputs as text on every dialect, so all of them are decoded in one parse (``prepared``)
-    # rather than one JSONB decode per row in the driver.
-    as_text = type_coerce(cast(STAGES.c.outputs, Text), STAGES.c.outputs.type).label("outputs")
+    outputs_column = STAGES.c.outputs.label("outputs")
     no_outputs = type_coerce(null(), STAGES.c.outputs.type)
     same_workflow = (STAGES.c.workflow_id == workflow_id, EDGES.c.workflow_id == workflow_id)
     if lateral:
         # One index probe per ancestor, as in the recursion: PostgreSQL would otherwise hash all
         # of the workflow's stages and edges, however few the ancestors.
-        stage = _probe(select(STAGES.c.ref_id, as_text), same_workflow[0], STAGES.c.ref_id, ancestors)
+        stage = _probe(select(STAGES.c.ref_id, outputs_column), same_workflow[0], STAGES.c.ref_id, ancestors)
         edge = _probe(
             select(EDGES.c.ref_id, EDGES.c.requisite_ref_id), same_workflow[1], EDGES.c.ref_id, ancestors
         )
@@ -99,7 +96,7 @@ def ancestor_outputs_and_edges(lateral: bool) -> CompoundSelect[Any]:
     # Joined to the ancestors rather than filtered by ``IN (SELECT ...)``: SQLite runs the join
     # form in half the time on small DAGs, and a sixth less on large ones.
     outputs = (
-        select(STAGES.c.ref_id, as_text, null().label("requisite_ref_id"))
+        select(STAGES.c.ref_id, outputs_column, null().label("requisite_ref_id"))
         .select_from(ancestors.join(STAGES, STAGES.c.ref_id == ancestors.c.ref_id))
         .where(same_workflow[0], found)
     )
@@ -116,72 +113,102 @@ def _probe(rows: Select[Any], same_workflow: Any, ref: Any, ancestors: Any) -> A
     return rows.where(same_workflow, ref == ancestors.c.ref_id).offset(0).lateral()
 
 
-STAGE_BY_ID = select(STAGES).where(STAGES.c.id == bindparam("stage_id"))
-#: Whole-workflow reads, by ``workflow_id``.
 WORKFLOW_BY_ID = select(WORKFLOWS).where(WORKFLOWS.c.id == bindparam("workflow_id"))
-STAGES_OF_WORKFLOW = (
-    select(STAGES)
-    .where(STAGES.c.workflow_id == bindparam("workflow_id"))
-    .order_by(STAGES.c.position, STAGES.c.id)
+WORKFLOW_EXISTS = select(WORKFLOWS.c.id).where(WORKFLOWS.c.id == bindparam("workflow_id"))
+
+
+class StageSelection:
+    """Stages chosen by a condition, with their requisite edges and their tasks: three statements
+    built once (at import), whatever the number of stages, run in one snapshot.
+
+    Args:
+        condition: which stages, in terms of ``STAGES`` and bound parameters.
+        order: how the stages come back.
+    """
+
+    def __init__(self, condition: ColumnElement[bool], *order: Any) -> None:
+        self.stages = select(STAGES).where(condition).order_by(*order)
+        self.edges = (
+            select(EDGES)
+            .join(
+                STAGES, and_(STAGES.c.workflow_id == EDGES.c.workflow_id, STAGES.c.ref_id == EDGES.c.ref_id)
+            )
+            .where(condition)
+        )
+        self.tasks = (
+            select(TASKS)
+            .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
+            .where(condition)
+            .order_by(TASKS.c.stage_id, TASKS.c.position)
+        )
+
+
+_IN_WORKFLOW = STAGES.c.workflow_id == bindparam("workflow_id")
+_REF: BindParameter[str] = bindparam("ref_id")
+
+#: A whole workflow, by ``workflow_id``: stages in the order they were added.
+WHOLE_WORKFLOW = StageSelection(_IN_WORKFLOW, STAGES.c.position, STAGES.c.id)
+
+#: The direct requisites of ``ref_id`` in ``workflow_id``.
+UPSTREAM = StageSelection(
+    _IN_WORKFLOW
+    & STAGES.c.ref_id.in_(
+        select(EDGES.c.requisite_ref_id).where(
+            EDGES.c.workflow_id == bindparam("workflow_id"), EDGES.c.ref_id == _REF
+        )
+    ),
+    STAGES.c.position,
+    STAGES.c.id,
 )
-EDGES_OF_WORKFLOW = select(EDGES).where(EDGES.c.workflow_id == bindparam("workflow_id"))
-TASKS_OF_WORKFLOW = (
-    select(TASKS)
-    .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
-    .where(STAGES.c.workflow_id == bindparam("workflow_id"))
-    .order_by(TASKS.c.stage_id, TASKS.c.position)
+#: The stages of ``workflow_id`` that wait for ``ref_id``.
+DOWNSTREAM = StageSelection(
+    _IN_WORKFLOW
+    & STAGES.c.ref_id.in_(
+        select(EDGES.c.ref_id).where(
+            EDGES.c.workflow_id == bindparam("workflow_id"), EDGES.c.requisite_ref_id == _REF
+        )
+    ),
+    STAGES.c.position,
+    STAGES.c.id,
+)
+#: The synthetic stages of ``parent_stage_id`` in ``workflow_id``.
+SYNTHETIC = StageSelection(
+    _IN_WORKFLOW & (STAGES.c.parent_stage_id == bindparam("parent_stage_id")),
+    STAGES.c.position,
+    STAGES.c.id,
+)
+
+
+def _around_stage() -> StageSelection:
+    """``stage_id`` itself, its direct requisites and its synthetic children: ``retrieve_stage``'s
+    partial workflow, found from the stage id alone so every statement is built once."""
+    stage_id: BindParameter[str] = bindparam("stage_id")
+    me = STAGES.alias("me")
+    requisites = (
+        select(EDGES.c.requisite_ref_id)
+        .join(me, and_(me.c.workflow_id == EDGES.c.workflow_id, me.c.ref_id == EDGES.c.ref_id))
+        .where(me.c.id == stage_id)
+    )
+    workflow = select(me.c.workflow_id).where(me.c.id == stage_id).scalar_subquery()
+    related = (STAGES.c.workflow_id == workflow) & (
+        (STAGES.c.id == stage_id) | (STAGES.c.parent_stage_id == stage_id) | STAGES.c.ref_id.in_(requisites)
+    )
+    return StageSelection(related, STAGES.c.position, STAGES.c.id)
+
+
+AROUND_STAGE = _around_stage()
+#: The workflow row of ``stage_id``'s workflow.
+WORKFLOW_OF_STAGE = (
+    select(WORKFLOWS)
+    .join(STAGES, STAGES.c.workflow_id == WORKFLOWS.c.id)
+    .where(STAGES.c.id == bindparam("stage_id"))
 )
 
 #: The same for a page of workflows, by ``workflow_ids`` (an expanding IN list).
 _PAGE_IDS: BindParameter[Any] = bindparam("workflow_ids", expanding=True)
-STAGES_OF_WORKFLOWS = (
-    select(STAGES)
-    .where(STAGES.c.workflow_id.in_(_PAGE_IDS))
-    .order_by(STAGES.c.workflow_id, STAGES.c.position, STAGES.c.id)
+PAGE = StageSelection(
+    STAGES.c.workflow_id.in_(_PAGE_IDS), STAGES.c.workflow_id, STAGES.c.position, STAGES.c.id
 )
-EDGES_OF_WORKFLOWS = select(EDGES).where(EDGES.c.workflow_id.in_(_PAGE_IDS))
-TASKS_OF_WORKFLOWS = (
-    select(TASKS)
-    .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
-    .where(STAGES.c.workflow_id.in_(_PAGE_IDS))
-    .order_by(TASKS.c.stage_id, TASKS.c.position)
-)
-
-
-def upstream_filter(workflow_id: str, ref_id: str) -> ColumnElement[bool]:
-    requisites = select(EDGES.c.requisite_ref_id).where(
-        EDGES.c.workflow_id == workflow_id, EDGES.c.ref_id == ref_id
-    )
-    return and_(STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(requisites))
-
-
-def downstream_filter(workflow_id: str, ref_id: str) -> ColumnElement[bool]:
-    dependents = select(EDGES.c.ref_id).where(
-        EDGES.c.workflow_id == workflow_id, EDGES.c.requisite_ref_id == ref_id
-    )
-    return and_(STAGES.c.workflow_id == workflow_id, STAGES.c.ref_id.in_(dependents))
-
-
-def stages_where(condition: ColumnElement[bool]) -> Select[Any]:
-    return select(STAGES).where(condition).order_by(STAGES.c.workflow_id, STAGES.c.position, STAGES.c.id)
-
-
-def edges_of_stages(condition: ColumnElement[bool]) -> Select[Any]:
-    """The requisite edges of the stages matching ``condition`` (joined, not one query each)."""
-    return (
-        select(EDGES)
-        .join(STAGES, and_(STAGES.c.workflow_id == EDGES.c.workflow_id, STAGES.c.ref_id == EDGES.c.ref_id))
-        .where(condition)
-    )
-
-
-def tasks_of_stages(condition: ColumnElement[bool]) -> Select[Any]:
-    return (
-        select(TASKS)
-        .join(STAGES, STAGES.c.id == TASKS.c.stage_id)
-        .where(condition)
-        .order_by(TASKS.c.stage_id, TASKS.c.position)
-    )
 
 
 def workflow_page(
@@ -248,19 +275,16 @@ def _page_statement(column: str, statuses: bool, after: bool, before: bool, size
 
 
 __all__ = [
-    "EDGES_OF_WORKFLOW",
-    "EDGES_OF_WORKFLOWS",
-    "STAGES_OF_WORKFLOW",
-    "STAGES_OF_WORKFLOWS",
-    "STAGE_BY_ID",
-    "TASKS_OF_WORKFLOW",
-    "TASKS_OF_WORKFLOWS",
+    "AROUND_STAGE",
+    "DOWNSTREAM",
+    "PAGE",
+    "SYNTHETIC",
+    "UPSTREAM",
+    "WHOLE_WORKFLOW",
     "WORKFLOW_BY_ID",
+    "WORKFLOW_EXISTS",
+    "WORKFLOW_OF_STAGE",
+    "StageSelection",
     "ancestor_outputs_and_edges",
-    "downstream_filter",
-    "edges_of_stages",
-    "stages_where",
-    "tasks_of_stages",
-    "upstream_filter",
     "workflow_page",
 ]

@@ -1,30 +1,25 @@
 """Declarative rows: the schema as typed classes. Columns, keys and indexes only, no behaviour.
 
+Each column is declared once, here, with a type that checks and encodes its values (``types``) and
+a role saying what the store does with it (``Column.info["role"]``); the codecs in ``mapping`` and
+the update statements are derived from these declarations, so a new field is a column here, a
+field on the domain class and a migration (``alembic check`` in the suite fails on any drift).
+
 Times are epoch milliseconds in BIGINT columns, as in the domain models: one unit everywhere, and
-no time-zone conversion that differs between drivers. Statuses are stored by enum member name.
-Migrations under ``migrations/versions`` must build exactly this schema; ``alembic check`` in the
-test suite fails on any drift.
+no time-zone conversion that differs between drivers. Enums are stored by member name.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    ForeignKey,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-)
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, MetaData, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from stabilize.models.stage import SyntheticStageOwner
+from stabilize.models.status import WorkflowStatus
+from stabilize.models.workflow import WorkflowType
+from stabilize.persistence.sql.types import BoundedText, Count, Document, EnumName, Flag, Millis
 
 #: Constraint names Alembic can find again on every dialect (SQLite batch mode needs names).
 NAMING_CONVENTION = {
@@ -34,13 +29,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-#: One JSON type for every document column: JSONB on PostgreSQL (indexable, compact), the
-#: dialect's JSON elsewhere (TEXT on SQLite, LONGTEXT with a validity check on MariaDB).
-JsonDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-#: The same for an optional document: ``None`` is SQL NULL, not the JSON value null.
-NullableJsonDocument = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 #: Auto-increment ids: BIGINT on servers, INTEGER on SQLite so the column is its rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -60,13 +48,31 @@ MYSQL_TABLE_OPTIONS = {
     "mysql_collate": "utf8mb4_nopad_bin",
 }
 
-#: MySQL/MariaDB TEXT holds 64 KiB only; the other dialects' TEXT is unbounded.
-LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# -- roles: what the store does with a column (``Column.info["role"]``) -----------------------------
+
+#: The row's identity, from the domain object.
+KEY = {"role": "key"}
+#: Written when the row is inserted, from the domain object; never rewritten.
+FIXED = {"role": "fixed"}
+#: Rewritten by the entity's update (a stage's compare-and-set, ``update_status``, a task write).
+STATE = {"role": "state"}
+#: The compare-and-set token: checked and moved by the store.
+VERSION = {"role": "version"}
+#: Supplied by the store, not a field of the domain object (the parent's id, a position, a time).
+PLACE = {"role": "place"}
+
+
+def ids(optional: bool = False) -> BoundedText:
+    return BoundedText(ID_LENGTH, optional=optional)
+
+
+def names(optional: bool = False) -> BoundedText:
+    return BoundedText(NAME_LENGTH, optional=optional)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JsonDocument, list[Any]: JsonDocument}
+    type_annotation_map = {dict[str, Any]: Document()}
 
 
 class WorkflowRow(Base):
@@ -78,28 +84,28 @@ class WorkflowRow(Base):
         MYSQL_TABLE_OPTIONS,
     )
 
-    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    type: Mapped[str] = mapped_column(String(STATUS_LENGTH))
-    application: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    status: Mapped[str] = mapped_column(String(STATUS_LENGTH))
-    context: Mapped[dict[str, Any]]
-    trigger: Mapped[dict[str, Any]]
-    start_time: Mapped[int | None] = mapped_column(BigInteger)
-    end_time: Mapped[int | None] = mapped_column(BigInteger)
-    start_time_expiry: Mapped[int | None] = mapped_column(BigInteger)
-    is_canceled: Mapped[bool] = mapped_column(Boolean)
-    canceled_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    cancellation_reason: Mapped[str | None] = mapped_column(LongText)
+    id: Mapped[str] = mapped_column(ids(), primary_key=True, info=KEY)
+    type: Mapped[WorkflowType] = mapped_column(EnumName(WorkflowType), info=FIXED)
+    application: Mapped[str] = mapped_column(names(), info=FIXED)
+    name: Mapped[str] = mapped_column(names(), info=FIXED)
+    status: Mapped[WorkflowStatus] = mapped_column(EnumName(WorkflowStatus), info=STATE)
+    context: Mapped[dict[str, Any]] = mapped_column(info=FIXED)
+    trigger: Mapped[dict[str, Any]] = mapped_column(info=FIXED)
+    start_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    end_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    start_time_expiry: Mapped[int | None] = mapped_column(Millis(), info=FIXED)
+    is_canceled: Mapped[bool] = mapped_column(Flag(), info=STATE)
+    canceled_by: Mapped[str | None] = mapped_column(names(optional=True), info=STATE)
+    cancellation_reason: Mapped[str | None] = mapped_column(BoundedText(optional=True), info=STATE)
     #: SQL NULL when not paused (not JSON null), so ``paused IS NULL`` finds them.
-    paused: Mapped[dict[str, Any] | None] = mapped_column(NullableJsonDocument)
-    pipeline_config_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    is_limit_concurrent: Mapped[bool] = mapped_column(Boolean)
-    max_concurrent_executions: Mapped[int] = mapped_column(Integer)
-    keep_waiting_pipelines: Mapped[bool] = mapped_column(Boolean)
-    origin: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    config_version: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    created_at: Mapped[int] = mapped_column(BigInteger)
+    paused: Mapped[dict[str, Any] | None] = mapped_column(Document(optional=True), info=STATE)
+    pipeline_config_id: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
+    is_limit_concurrent: Mapped[bool] = mapped_column(Flag(), info=FIXED)
+    max_concurrent_executions: Mapped[int] = mapped_column(Count(), info=FIXED)
+    keep_waiting_pipelines: Mapped[bool] = mapped_column(Flag(), info=FIXED)
+    origin: Mapped[str] = mapped_column(names(), info=FIXED)
+    config_version: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
+    created_at: Mapped[int] = mapped_column(Millis(optional=False), info=PLACE)
 
 
 class StageRow(Base):
@@ -111,25 +117,27 @@ class StageRow(Base):
         MYSQL_TABLE_OPTIONS,
     )
 
-    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    id: Mapped[str] = mapped_column(ids(), primary_key=True, info=KEY)
     workflow_id: Mapped[str] = mapped_column(
-        String(ID_LENGTH), ForeignKey("workflows.id", ondelete="CASCADE")
+        ids(), ForeignKey("workflows.id", ondelete="CASCADE"), info=PLACE
     )
     #: Order of addition within the workflow; ``retrieve`` returns stages in this order.
-    position: Mapped[int] = mapped_column(Integer)
-    ref_id: Mapped[str] = mapped_column(String(REF_LENGTH))
-    type: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    status: Mapped[str] = mapped_column(String(STATUS_LENGTH))
-    context: Mapped[dict[str, Any]]
-    outputs: Mapped[dict[str, Any]]
-    parent_stage_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    synthetic_stage_owner: Mapped[str | None] = mapped_column(String(STATUS_LENGTH))
-    start_time: Mapped[int | None] = mapped_column(BigInteger)
-    end_time: Mapped[int | None] = mapped_column(BigInteger)
-    start_time_expiry: Mapped[int | None] = mapped_column(BigInteger)
-    scheduled_time: Mapped[int | None] = mapped_column(BigInteger)
-    version: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Count(), info=PLACE)
+    ref_id: Mapped[str] = mapped_column(BoundedText(REF_LENGTH), info=FIXED)
+    type: Mapped[str] = mapped_column(names(), info=FIXED)
+    name: Mapped[str] = mapped_column(names(), info=FIXED)
+    status: Mapped[WorkflowStatus] = mapped_column(EnumName(WorkflowStatus), info=STATE)
+    context: Mapped[dict[str, Any]] = mapped_column(info=STATE)
+    outputs: Mapped[dict[str, Any]] = mapped_column(info=STATE)
+    parent_stage_id: Mapped[str | None] = mapped_column(ids(optional=True), info=FIXED)
+    synthetic_stage_owner: Mapped[SyntheticStageOwner | None] = mapped_column(
+        EnumName(SyntheticStageOwner, optional=True), info=FIXED
+    )
+    start_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    end_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    start_time_expiry: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    scheduled_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    version: Mapped[int] = mapped_column(Count(), info=VERSION)
 
 
 class StageEdgeRow(Base):
@@ -137,7 +145,8 @@ class StageEdgeRow(Base):
 
     The DAG as rows, so the ancestor query is a recursive CTE over an indexed table instead of a
     walk over JSON arrays. A requisite may name a ref id that no stage has (yet), so only the
-    dependent side has a foreign key.
+    dependent side has a foreign key. Every column is supplied by the store, from the stage's
+    ``requisite_stage_ref_ids``.
     """
 
     __tablename__ = "stage_edges"
@@ -151,30 +160,30 @@ class StageEdgeRow(Base):
         MYSQL_TABLE_OPTIONS,
     )
 
-    workflow_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    ref_id: Mapped[str] = mapped_column(String(REF_LENGTH), primary_key=True)
-    requisite_ref_id: Mapped[str] = mapped_column(String(REF_LENGTH), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(ids(), primary_key=True, info=PLACE)
+    ref_id: Mapped[str] = mapped_column(BoundedText(REF_LENGTH), primary_key=True, info=PLACE)
+    requisite_ref_id: Mapped[str] = mapped_column(BoundedText(REF_LENGTH), primary_key=True, info=PLACE)
 
 
 class TaskRow(Base):
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_stage_id_position", "stage_id", "position"), MYSQL_TABLE_OPTIONS)
 
-    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    stage_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("stages.id", ondelete="CASCADE"))
+    id: Mapped[str] = mapped_column(ids(), primary_key=True, info=KEY)
+    stage_id: Mapped[str] = mapped_column(ids(), ForeignKey("stages.id", ondelete="CASCADE"), info=PLACE)
     #: Order within the stage; tasks run in this order.
-    position: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    implementing_class: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    status: Mapped[str] = mapped_column(String(STATUS_LENGTH))
-    start_time: Mapped[int | None] = mapped_column(BigInteger)
-    end_time: Mapped[int | None] = mapped_column(BigInteger)
-    stage_start: Mapped[bool] = mapped_column(Boolean)
-    stage_end: Mapped[bool] = mapped_column(Boolean)
-    loop_start: Mapped[bool] = mapped_column(Boolean)
-    loop_end: Mapped[bool] = mapped_column(Boolean)
-    task_exception_details: Mapped[dict[str, Any]]
-    version: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Count(), info=PLACE)
+    name: Mapped[str] = mapped_column(names(), info=STATE)
+    implementing_class: Mapped[str] = mapped_column(names(), info=STATE)
+    status: Mapped[WorkflowStatus] = mapped_column(EnumName(WorkflowStatus), info=STATE)
+    start_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    end_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
+    stage_start: Mapped[bool] = mapped_column(Flag(), info=STATE)
+    stage_end: Mapped[bool] = mapped_column(Flag(), info=STATE)
+    loop_start: Mapped[bool] = mapped_column(Flag(), info=STATE)
+    loop_end: Mapped[bool] = mapped_column(Flag(), info=STATE)
+    task_exception_details: Mapped[dict[str, Any]] = mapped_column(info=STATE)
+    version: Mapped[int] = mapped_column(Count(), info=VERSION)
 
 
 class ProcessedMessageRow(Base):
@@ -183,10 +192,10 @@ class ProcessedMessageRow(Base):
     __tablename__ = "processed_messages"
     __table_args__ = (Index("ix_processed_messages_processed_at", "processed_at"), MYSQL_TABLE_OPTIONS)
 
-    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH), primary_key=True)
-    handler_type: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    execution_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    processed_at: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(BoundedText(MESSAGE_ID_LENGTH), primary_key=True, info=KEY)
+    handler_type: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
+    execution_id: Mapped[str | None] = mapped_column(ids(optional=True), info=FIXED)
+    processed_at: Mapped[int] = mapped_column(Millis(optional=False), info=PLACE)
 
 
 class QueueMessageRow(Base):
@@ -202,18 +211,18 @@ class QueueMessageRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH), unique=True)
-    message_type: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    message_id: Mapped[str] = mapped_column(BoundedText(MESSAGE_ID_LENGTH), unique=True)
+    message_type: Mapped[str] = mapped_column(names())
     payload: Mapped[dict[str, Any]]
     #: Epoch ms when the message becomes due; a claim moves it to the end of the lock.
-    deliver_at: Mapped[int] = mapped_column(BigInteger)
-    locked_until: Mapped[int | None] = mapped_column(BigInteger)
-    attempts: Mapped[int] = mapped_column(Integer)
-    max_attempts: Mapped[int] = mapped_column(Integer)
-    execution_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    last_error: Mapped[str | None] = mapped_column(LongText)
-    created_at: Mapped[int] = mapped_column(BigInteger)
+    deliver_at: Mapped[int] = mapped_column(Millis(optional=False))
+    locked_until: Mapped[int | None] = mapped_column(Millis())
+    attempts: Mapped[int] = mapped_column(Count())
+    max_attempts: Mapped[int] = mapped_column(Count())
+    execution_id: Mapped[str | None] = mapped_column(ids(optional=True))
+    task_id: Mapped[str | None] = mapped_column(ids(optional=True))
+    last_error: Mapped[str | None] = mapped_column(BoundedText(optional=True))
+    created_at: Mapped[int] = mapped_column(Millis(optional=False))
 
 
 class DeadLetterRow(Base):
@@ -223,18 +232,24 @@ class DeadLetterRow(Base):
     __table_args__ = (Index("ix_queue_dead_letters_failed_at", "failed_at"), MYSQL_TABLE_OPTIONS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH), unique=True)
-    message_type: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    message_id: Mapped[str] = mapped_column(BoundedText(MESSAGE_ID_LENGTH), unique=True)
+    message_type: Mapped[str] = mapped_column(names())
     payload: Mapped[dict[str, Any]]
-    attempts: Mapped[int] = mapped_column(Integer)
-    max_attempts: Mapped[int] = mapped_column(Integer)
-    execution_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    last_error: Mapped[str | None] = mapped_column(LongText)
-    created_at: Mapped[int] = mapped_column(BigInteger)
-    failed_at: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Count())
+    max_attempts: Mapped[int] = mapped_column(Count())
+    execution_id: Mapped[str | None] = mapped_column(ids(optional=True))
+    task_id: Mapped[str | None] = mapped_column(ids(optional=True))
+    last_error: Mapped[str | None] = mapped_column(BoundedText(optional=True))
+    created_at: Mapped[int] = mapped_column(Millis(optional=False))
+    failed_at: Mapped[int] = mapped_column(Millis(optional=False))
 
 
 def table_of(row: type[Base]) -> Table:
     """The row class's Table (Declarative types ``__table__`` as the wider ``FromClause``)."""
     return cast(Table, row.__table__)
+
+
+def role(column: Any) -> str | None:
+    """A column's role (``KEY``, ``FIXED``, ``STATE``, ``VERSION``, ``PLACE``), None for the queue's."""
+    found: str | None = column.info.get("role")
+    return found

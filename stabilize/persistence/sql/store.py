@@ -1,47 +1,55 @@
-"""The one store, for every dialect.
-
-The calls an engine makes per step (``store_stage``, ``transaction()``, ``store``, ``retrieve``,
-the merge) run prebuilt statements on the driver's cursor (``dbapi``, ``prepared``); the
-occasional ones (pause, resume, cancel, delete, purge, listings) use Sessions and Core
-connections. Either way a call is one transaction, begun and ended here or in ``dbapi``.
-"""
+"""The one store, for every dialect: each public call is one unit of work (``units.Database``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, ColumnElement, Connection, Engine, Select, bindparam, delete, func, select, update
+from sqlalchemy import URL, Connection, Engine, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from stabilize.errors import DatabaseUnavailableError, DuplicateError, ValidationError
 from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import COMPLETED_STATUSES, WorkflowStatus
 from stabilize.models.workflow import Workflow
-from stabilize.persistence.sql import dbapi, mapping, queries
-from stabilize.persistence.sql.dialects.sqlite import WRITE_INTENT
-from stabilize.persistence.sql.engine import engine_profile, get_engine, mask
-from stabilize.persistence.sql.faults import RetryPolicy, retry_transient, translated
+from stabilize.persistence.sql import mapping, queries
+from stabilize.persistence.sql.dialects import Unit
+from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.persistence.sql.engine import get_engine, mask
+from stabilize.persistence.sql.faults import RetryPolicy, translated
 from stabilize.persistence.sql.health import HealthReport, check_health, database_is_healthy
+from stabilize.persistence.sql.images import TaskImages, image_of_row
 from stabilize.persistence.sql.lineage import merge_outputs, topological_order
 from stabilize.persistence.sql.migrate import ensure_current, upgrade
-from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.queries import StageSelection
 from stabilize.persistence.sql.rows import ProcessedMessageRow, StageRow, WorkflowRow
-from stabilize.persistence.sql.transaction import SqlStoreTransaction
-from stabilize.persistence.sql.writes import WriteContext
+from stabilize.persistence.sql.transaction import SqlStoreTransaction, after_caller_commits, check_joinable
+from stabilize.persistence.sql.types import checker
+from stabilize.persistence.sql.units import Database
 from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotFoundError, WorkflowStore
 
 if TYPE_CHECKING:
     from stabilize.queue.interface import Queue
 
 _PROCESSED_BATCH = 1000
+_WORKFLOWS = mapping.WORKFLOWS.table
+_PROCESSED = mapping.PROCESSED_TABLE
+_IS_PROCESSED = select(_PROCESSED.c.message_id).where(_PROCESSED.c.message_id == bindparam("message_id"))
+_ANCESTOR_OUTPUTS = {lateral: queries.ancestor_outputs_and_edges(lateral) for lateral in (False, True)}
+_COUNT_BY_APPLICATION = (
+    select(func.count()).select_from(_WORKFLOWS).where(_WORKFLOWS.c.application == bindparam("application"))
+)
 
 
 class SqlWorkflowStore(WorkflowStore):
     """Workflow persistence on any SQLAlchemy database: SQLite, PostgreSQL, MySQL/MariaDB.
+
+    Every public method is one unit of work in a SQLAlchemy ``Session`` (see ``units``): one
+    transaction, every statement a SQLAlchemy expression on the Session's connection, errors
+    translated and races retried in one place.
 
     Args:
         connection: a URL (any SQLAlchemy URL, ``postgres://...``, or a bare SQLite file path)
@@ -50,6 +58,9 @@ class SqlWorkflowStore(WorkflowStore):
         engine_options: extra ``create_engine`` keyword arguments (pool size, timeouts).
         retry_policy: how often a transaction that lost a deadlock or serialization race runs
             again (a failed compare-and-set never does).
+
+    Raises:
+        SchemaError: the database is behind this code's migrations and ``create_tables`` is False.
     """
 
     def __init__(
@@ -61,14 +72,10 @@ class SqlWorkflowStore(WorkflowStore):
         retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.engine = get_engine(connection, **(engine_options or {}))
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.profile = engine_profile(self.engine)
-        #: Whether reads of several statements may run without a transaction; None until known.
-        self._autocommit_reads: bool | None = None
-        self._reader: Engine | None = None
-        self._writes = sessionmaker(
-            self.engine.execution_options(**{WRITE_INTENT: True}), expire_on_commit=False, autoflush=False
-        )
+        self._db = Database(self.engine, retry_policy)
+        self.profile = self._db.profile
+        #: What each task's row held when this store last read or wrote it (``images``).
+        self._images = TaskImages()
         if create_tables:
             upgrade(self.engine)
         else:
@@ -76,59 +83,23 @@ class SqlWorkflowStore(WorkflowStore):
             with suppress(DatabaseUnavailableError), translated(self.engine):
                 ensure_current(self.engine)
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How often a unit of work that lost a race runs again."""
+        return self._db.retry_policy
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
-
-    # -- sessions ---------------------------------------------------------------------------
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A read on a Core connection (rows, no ORM identity map to fill): in a transaction, or
-        in autocommit where the profile says that reads the same (see ``read_isolation``)."""
-        with translated(self.engine), self._read_engine().connect() as connection:
-            yield connection
-
-    @contextmanager
-    def _fast_read(self, *, single_statement: bool = False) -> Iterator[Cursor]:
-        """A read of prepared statements on the driver's cursor (see ``dbapi``). One statement
-        sees one snapshot on every database, so it needs no transaction; several need one
-        unless each would see its own snapshot anyway (``_reads_alike``)."""
-        autocommit = single_statement or bool(self._autocommit_reads)
-        with dbapi.transaction(self.engine, write=False, autocommit=autocommit) as unit:
-            if self._autocommit_reads is None:
-                self._autocommit_reads = self._reads_alike(unit.cursor.dbapi_connection)
-            yield unit.cursor
-
-    def _read_engine(self) -> Engine:
-        """The engine of Core reads: in autocommit where ``_reads_alike`` says so."""
-        if self._autocommit_reads is None:
-            if self.profile.read_isolation is None:
-                self._autocommit_reads = False
-            else:
-                with self.engine.connect() as connection:
-                    self._autocommit_reads = self._reads_alike(connection.connection.dbapi_connection)
-        if not self._autocommit_reads:
-            return self.engine
-        if self._reader is None:
-            self._reader = self.engine.execution_options(isolation_level=self.profile.read_isolation)
-        return self._reader
-
-    def _reads_alike(self, dbapi_connection: Any) -> bool:
-        """Whether reads see the same in or out of a transaction: on a READ COMMITTED database,
-        where every statement takes its own snapshot anyway (see ``read_isolation``)."""
-        return self.profile.read_isolation is not None and (
-            self.engine.dialect.get_isolation_level(dbapi_connection) == "READ COMMITTED"
-        )
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """One write transaction: commit at the end, roll back on any error."""
-        with translated(self.engine), self._writes.begin() as session:
-            yield session
 
     # -- workflows --------------------------------------------------------------------------
 
     def store(self, execution: Workflow) -> None:
+        """Insert a new workflow with every stage, edge and task, in one transaction.
+
+        Raises:
+            ValidationError: a value cannot be stored (named by its path); nothing is written.
+            DuplicateError: the workflow id, or one of its stage or task ids, is already stored.
+        """
         try:
             with self.transaction() as txn:
                 txn.store_workflow(execution)
@@ -137,56 +108,80 @@ class SqlWorkflowStore(WorkflowStore):
                 raise DuplicateError(f"workflow.id: {execution.id!r} is already stored") from None
             raise DuplicateError(f"workflow {execution.id!r}: a stage or task id is already stored") from exc
 
-    @retry_transient
     def retrieve(self, execution_id: str) -> Workflow:
-        """The workflow, its stages, edges and tasks: four prebuilt queries whatever its size."""
-        params = {"workflow_id": execution_id}
-        with self._fast_read() as cursor:
-            rows = cursor.fetch_rows(_WORKFLOW_BY_ID, params)
-            if not rows:
+        """The whole workflow: stages in the order they were added, each with its tasks, in four
+        statements whatever its size, from one snapshot.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
+
+        def read(connection: Connection) -> Workflow:
+            params = {"workflow_id": execution_id}
+            row = connection.execute(queries.WORKFLOW_BY_ID, params).first()
+            if row is None:
                 raise WorkflowNotFoundError(execution_id)
-            workflow = mapping.workflow_from_row(rows[0])
-            loaded = _load_stages(lambda prepared: cursor.fetch_rows(prepared, params), _WHOLE_WORKFLOW)
-        for _, stage in loaded:
-            workflow.add_stage(stage)
-        return workflow
+            workflow = mapping.WORKFLOWS.build(row)
+            for _, stage in self._load(connection, queries.WHOLE_WORKFLOW, params):
+                workflow.add_stage(stage)
+            return workflow
 
-    @retry_transient
+        return self._db.run(read, Unit.SNAPSHOT)
+
     def retrieve_execution_summary(self, execution_id: str) -> Workflow:
-        with self._fast_read(single_statement=True) as cursor:
-            rows = cursor.fetch_rows(_WORKFLOW_BY_ID, {"workflow_id": execution_id})
-        if not rows:
-            raise WorkflowNotFoundError(execution_id)
-        return mapping.workflow_from_row(rows[0])
+        """The workflow without its stages (``stages == []``), in one statement.
 
-    @retry_transient
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
+
+        def read(connection: Connection) -> Workflow:
+            row = connection.execute(queries.WORKFLOW_BY_ID, {"workflow_id": execution_id}).first()
+            if row is None:
+                raise WorkflowNotFoundError(execution_id)
+            return mapping.WORKFLOWS.build(row)
+
+        return self._db.run(read, Unit.READ)
+
     def exists(self, execution_id: str) -> bool:
-        with self._fast_read(single_statement=True) as cursor:
-            return bool(cursor.fetch(_WORKFLOW_EXISTS, {"workflow_id": execution_id}))
+        """Whether a workflow has this id (a database error propagates)."""
+        params = {"workflow_id": execution_id}
+        return self._db.run(
+            lambda c: c.execute(queries.WORKFLOW_EXISTS, params).first() is not None, Unit.READ
+        )
 
-    @retry_transient
     def delete(self, execution_id: str) -> None:
-        # Stages, tasks and edges go with the workflow through ON DELETE CASCADE.
-        with self._write() as session:
-            session.execute(delete(WorkflowRow).where(WorkflowRow.id == execution_id))
+        """Remove the workflow with its stages, tasks and edges (``ON DELETE CASCADE``)."""
+        statement = delete(WorkflowRow).where(WorkflowRow.id == execution_id)
+        self._db.run(lambda c: c.execute(statement), Unit.WRITE_ONE)
 
     def update_status(self, execution: Workflow) -> None:
+        """Rewrite the workflow's status, times, cancellation and pause details.
+
+        Raises:
+            WorkflowNotFoundError: the workflow is not stored.
+        """
         with self.transaction() as txn:
             txn.update_workflow_status(execution)
 
     def pause(self, execution_id: str, paused_by: str) -> None:
-        self._set_workflow(
-            execution_id,
-            dict(
-                status=WorkflowStatus.PAUSED.name,
-                paused={"paused_by": paused_by, "pause_time": now_ms(), "resume_time": None, "paused_ms": 0},
-            ),
-        )
+        """Set status PAUSED and the pause details.
 
-    @retry_transient
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
+        paused = {"paused_by": paused_by, "pause_time": now_ms(), "resume_time": None, "paused_ms": 0}
+        self._set_workflow(execution_id, status=WorkflowStatus.PAUSED, paused=paused)
+
     def resume(self, execution_id: str) -> None:
-        with self._write() as session:
-            paused = session.execute(
+        """Record the resume time and the paused duration, and set status RUNNING.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
+
+        def write(connection: Connection) -> None:
+            paused = connection.execute(
                 select(WorkflowRow.paused).where(WorkflowRow.id == execution_id).with_for_update()
             ).first()
             if paused is None:
@@ -195,97 +190,129 @@ class SqlWorkflowStore(WorkflowStore):
             if details.get("pause_time") is not None:
                 details["resume_time"] = now_ms()
                 details["paused_ms"] = details["resume_time"] - details["pause_time"]
-            session.execute(
+            connection.execute(
                 update(WorkflowRow)
                 .where(WorkflowRow.id == execution_id)
-                .values(status=WorkflowStatus.RUNNING.name, paused=details or None)
+                .values(status=WorkflowStatus.RUNNING, paused=details or None)
             )
 
+        self._db.run(write, Unit.WRITE)
+
     def cancel(self, execution_id: str, canceled_by: str, reason: str) -> None:
+        """Set ``is_canceled``, ``canceled_by`` and ``cancellation_reason``.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
         self._set_workflow(
-            execution_id, dict(is_canceled=True, canceled_by=canceled_by, cancellation_reason=reason)
+            execution_id, is_canceled=True, canceled_by=canceled_by, cancellation_reason=reason
         )
 
-    @retry_transient
-    def _set_workflow(self, execution_id: str, values: dict[str, Any]) -> None:
-        mapping.check_workflow_columns(values, "workflow")
-        with self._write() as session:
-            result = session.execute(update(WorkflowRow).where(WorkflowRow.id == execution_id).values(values))
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+    def _set_workflow(self, execution_id: str, **values: Any) -> None:
+        columns = WorkflowRow.__table__.c
+        checked = {key: checker(columns[key])(value, f"workflow.{key}") for key, value in values.items()}
+        statement = update(WorkflowRow).where(WorkflowRow.id == execution_id).values(checked)
+
+        def write(connection: Connection) -> None:
+            if rowcount(connection.execute(statement)) == 0:
                 raise WorkflowNotFoundError(execution_id)
+
+        self._db.run(write, Unit.WRITE_ONE)
 
     # -- stages -----------------------------------------------------------------------------
 
-    def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None:
-        """Compare-and-set on ``version`` (and status), then upsert the tasks; or insert a new stage."""
+    def store_stage(self, stage: StageExecution, expected_phase: str | WorkflowStatus | None = None) -> None:
+        """Compare-and-set on ``version`` (and status), then write the tasks whose rows change;
+        or insert a stage not stored yet.
+
+        Raises:
+            ConcurrencyError: the row's version (or status) is not the one ``stage`` was read at.
+            ValidationError: a value cannot be stored, or ``expected_phase`` is not a status.
+        """
         with self.transaction() as txn:
             txn.store_stage(stage, expected_phase)
 
     def add_stage(self, stage: StageExecution) -> None:
+        """Insert a stage into its (stored) workflow; ``store_stage`` of a new stage."""
         self.store_stage(stage)
 
-    @retry_transient
     def remove_stage(self, execution: Workflow, stage_id: str) -> None:
-        with self._write() as session:
-            session.execute(delete(StageRow).where(StageRow.id == stage_id))
+        """Delete a stage with its tasks and edges."""
+        statement = delete(StageRow).where(StageRow.id == stage_id)
+        self._db.run(lambda c: c.execute(statement), Unit.WRITE_ONE)
 
     def retrieve_stage(self, stage_id: str) -> StageExecution:
-        """The stage with a partial workflow: itself, its requisites and its synthetic children."""
-        with self._read() as connection:
-            row = connection.execute(queries.STAGE_BY_ID, {"stage_id": stage_id}).first()
+        """The stage with a partial workflow: itself, its requisites and its synthetic children,
+        each with its tasks; four statements from one snapshot.
+
+        Raises:
+            ValueError: no stage has this id.
+        """
+
+        def read(connection: Connection) -> StageExecution:
+            params = {"stage_id": stage_id}
+            row = connection.execute(queries.WORKFLOW_OF_STAGE, params).first()
             if row is None:
                 raise ValueError(f"stage {stage_id!r} not found")
-            workflow_params = {"workflow_id": row.workflow_id}
-            workflow_row = connection.execute(queries.WORKFLOW_BY_ID, workflow_params).first()
-            assert workflow_row is not None  # the foreign key guarantees it
-            workflow = mapping.workflow_from_row(workflow_row)
-            related = (
-                (StageRow.id == stage_id)
-                | queries.upstream_filter(row.workflow_id, row.ref_id)
-                | ((StageRow.workflow_id == row.workflow_id) & (StageRow.parent_stage_id == stage_id))
-            )
-            stages = self._load_stages(connection, related)
-        for stage in stages:
-            workflow.stages.append(stage)
-            stage.set_execution_strong(workflow)
-        return next(s for s in stages if s.id == stage_id)
+            workflow = mapping.WORKFLOWS.build(row)
+            stages = [stage for _, stage in self._load(connection, queries.AROUND_STAGE, params)]
+            for stage in stages:
+                workflow.stages.append(stage)
+                stage.set_execution_strong(workflow)
+            return next(s for s in stages if s.id == stage_id)
+
+        return self._db.run(read, Unit.SNAPSHOT)
 
     def get_upstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]:
-        with self._read() as connection:
-            return self._load_stages(connection, queries.upstream_filter(execution_id, stage_ref_id))
+        """The direct requisites of ``stage_ref_id``, with their tasks."""
+        return self._stages(queries.UPSTREAM, {"workflow_id": execution_id, "ref_id": stage_ref_id})
 
     def get_downstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]:
-        with self._read() as connection:
-            return self._load_stages(connection, queries.downstream_filter(execution_id, stage_ref_id))
+        """The stages that wait for ``stage_ref_id``, with their tasks."""
+        return self._stages(queries.DOWNSTREAM, {"workflow_id": execution_id, "ref_id": stage_ref_id})
 
     def get_synthetic_stages(self, execution_id: str, parent_stage_id: str) -> list[StageExecution]:
-        with self._read() as connection:
-            return self._load_stages(
-                connection,
-                (StageRow.workflow_id == execution_id) & (StageRow.parent_stage_id == parent_stage_id),
-            )
+        """The synthetic stages of ``parent_stage_id``, with their tasks."""
+        params = {"workflow_id": execution_id, "parent_stage_id": parent_stage_id}
+        return self._stages(queries.SYNTHETIC, params)
 
-    def _load_stages(self, connection: Connection, condition: ColumnElement[bool]) -> list[StageExecution]:
-        statements = (
-            queries.stages_where(condition),
-            queries.edges_of_stages(condition),
-            queries.tasks_of_stages(condition),
+    def _stages(self, selection: StageSelection, params: dict[str, Any]) -> list[StageExecution]:
+        return self._db.run(
+            lambda connection: [stage for _, stage in self._load(connection, selection, params)],
+            Unit.SNAPSHOT,
         )
-        return [stage for _, stage in _load_stages(lambda s: connection.execute(s).all(), statements)]
 
-    @retry_transient
+    def _load(
+        self, connection: Connection, selection: StageSelection, params: dict[str, Any]
+    ) -> list[tuple[str, StageExecution]]:
+        """(workflow id, stage) for the selected stages, with requisites and tasks, in three
+        statements whatever their number; the tasks' images are remembered."""
+        stage_rows = connection.execute(selection.stages, params).all()
+        if not stage_rows:
+            return []
+        loaded = mapping.stages_from_rows(
+            stage_rows,
+            connection.execute(selection.edges, params).all(),
+            connection.execute(selection.tasks, params).all(),
+        )
+        images = self._images
+        for task, row in loaded.tasks:
+            images.remember(task, image_of_row(row))
+        return loaded.stages
+
     def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]:
-        """Ancestor outputs and the edges between ancestors in one round trip (see queries)."""
+        """The outputs of every transitive requisite of ``stage_ref_id``, merged in the engine's
+        order (see ``lineage``); the ancestors come from a recursive CTE, in one statement."""
         params = {"workflow_id": execution_id, "ref_id": stage_ref_id}
+        statement = _ANCESTOR_OUTPUTS[self.profile.lateral_recursion]
+        rows = self._db.run(lambda c: c.execute(statement, params).all(), Unit.READ)
         outputs: dict[str, dict[str, Any]] = {}
         edges: list[tuple[str, str]] = []
-        statement = _ANCESTOR_OUTPUTS[self.profile.lateral_recursion]
-        with self._fast_read(single_statement=True) as cursor:
-            for ref, document, requisite in cursor.fetch_rows(statement, params):
-                if requisite is None:
-                    outputs[ref] = document
-                else:
-                    edges.append((ref, requisite))
+        for ref, document, requisite in rows:
+            if requisite is None:
+                outputs[ref] = document
+            else:
+                edges.append((ref, requisite))
         if not outputs:
             return {}
         return merge_outputs(topological_order(outputs, edges), outputs)
@@ -295,45 +322,37 @@ class SqlWorkflowStore(WorkflowStore):
     def retrieve_by_application(
         self, application: str, criteria: WorkflowCriteria | None = None
     ) -> Iterator[Workflow]:
+        """A page of the application's workflows, newest first (see ``WorkflowCriteria``)."""
         return iter(self._page(WorkflowRow.application, application, criteria or WorkflowCriteria()))
 
     def retrieve_by_pipeline_config_id(
         self, pipeline_config_id: str, criteria: WorkflowCriteria | None = None
     ) -> Iterator[Workflow]:
+        """A page of the pipeline config's workflows, newest first (see ``WorkflowCriteria``)."""
         return iter(
             self._page(WorkflowRow.pipeline_config_id, pipeline_config_id, criteria or WorkflowCriteria())
         )
 
     def _page(self, column: Any, value: str, criteria: WorkflowCriteria) -> list[Workflow]:
-        """A page of whole workflows in four queries, however many it holds."""
+        """A page of whole workflows in four statements, however many it holds, from one snapshot."""
         if criteria.page_size is not None and criteria.page_size < 0:
             raise ValidationError("criteria.page_size", f"must be >= 0 or None, got {criteria.page_size}")
         statement, params = queries.workflow_page(column, value, criteria)
-        with self._read() as connection:
-            workflows = [mapping.workflow_from_row(r) for r in connection.execute(statement, params)]
+
+        def read(connection: Connection) -> list[Workflow]:
+            workflows = [mapping.WORKFLOWS.build(r) for r in connection.execute(statement, params)]
             if workflows:
                 by_id = {w.id: w for w in workflows}
-                statements = (
-                    queries.STAGES_OF_WORKFLOWS,
-                    queries.EDGES_OF_WORKFLOWS,
-                    queries.TASKS_OF_WORKFLOWS,
-                )
-                page = {"workflow_ids": list(by_id)}
-                loaded = _load_stages(lambda s: connection.execute(s, page).all(), statements)
-                for workflow_id, stage in loaded:
+                for workflow_id, stage in self._load(connection, queries.PAGE, {"workflow_ids": list(by_id)}):
                     by_id[workflow_id].add_stage(stage)
-        return workflows
+            return workflows
+
+        return self._db.run(read, Unit.SNAPSHOT)
 
     def count_by_application(self, application: str) -> int:
-        with self._read() as connection:
-            return (
-                connection.scalar(
-                    select(func.count())
-                    .select_from(WorkflowRow)
-                    .where(WorkflowRow.application == application)
-                )
-                or 0
-            )
+        """How many workflows the application has."""
+        params = {"application": application}
+        return self._db.run(lambda c: int(c.execute(_COUNT_BY_APPLICATION, params).scalar_one()), Unit.READ)
 
     def purge_finished(
         self,
@@ -349,6 +368,9 @@ class SqlWorkflowStore(WorkflowStore):
         Only complete statuses are ever purged, whatever ``statuses`` asks for. Each batch of at
         most ``batch_size`` workflows is its own short transaction, so a large purge never holds
         locks for long and can be interrupted safely.
+
+        Raises:
+            ValidationError: ``batch_size`` is below 1.
         """
         if batch_size < 1:
             raise ValidationError("batch_size", f"must be at least 1, got {batch_size}")
@@ -358,115 +380,114 @@ class SqlWorkflowStore(WorkflowStore):
         ended = func.coalesce(WorkflowRow.end_time, WorkflowRow.created_at)
         candidates = select(WorkflowRow.id).where(WorkflowRow.status.in_(allowed), ended < older_than_ms)
         if dry_run:
-            with self._read() as connection:
-                return connection.scalar(select(func.count()).select_from(candidates.subquery())) or 0
+            counted = select(func.count()).select_from(candidates.subquery())
+            return self._db.run(lambda c: int(c.execute(counted).scalar_one()), Unit.READ)
+        batch = candidates.order_by(WorkflowRow.id).limit(batch_size)
         purged = 0
         while True:
-            removed = self._purge_batch(candidates.order_by(WorkflowRow.id).limit(batch_size))
+            removed = self._db.run(lambda c: _purge_batch(c, batch), Unit.WRITE)
             purged += removed
             if removed < batch_size:
                 return purged
 
-    @retry_transient
-    def _purge_batch(self, batch: Select[str]) -> int:
-        with self._write() as session:
-            ids = list(session.scalars(batch))
-            if ids:
-                session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.execution_id.in_(ids)))
-                session.execute(delete(WorkflowRow).where(WorkflowRow.id.in_(ids)))
-        return len(ids)
-
     # -- messages ---------------------------------------------------------------------------
 
     def is_message_processed(self, message_id: str) -> bool:
-        with self._read() as connection:
-            found = connection.scalar(
-                select(ProcessedMessageRow.message_id).where(ProcessedMessageRow.message_id == message_id)
-            )
-            return found is not None
+        """Whether a transaction that marked ``message_id`` processed has committed."""
+        params = {"message_id": message_id}
+        return self._db.run(lambda c: c.execute(_IS_PROCESSED, params).first() is not None, Unit.READ)
 
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
-    ) -> None:
-        with self.transaction() as txn:
-            txn.mark_message_processed(message_id, handler_type, execution_id)
+    ) -> bool:
+        """Mark ``message_id`` processed, in one statement.
+
+        Returns:
+            True when this call made the mark, False when it already existed.
+        """
+        values = mapping.processed_message_values(message_id, handler_type, execution_id)
+        return self._db.run(
+            lambda c: self.profile.insert_ignore(c, _PROCESSED, [values], ("message_id",)) == 1,
+            Unit.WRITE_ONE,
+        )
 
     def cleanup_old_processed_messages(self, max_age_hours: float = 24.0) -> int:
-        """Delete marks older than ``max_age_hours`` in batches, one short transaction each."""
+        """Delete marks older than ``max_age_hours`` in batches, one short transaction each;
+        return how many."""
         cutoff = now_ms() - int(max_age_hours * 3_600_000)
+        batch = (
+            select(ProcessedMessageRow.message_id)
+            .where(ProcessedMessageRow.processed_at < cutoff)
+            .limit(_PROCESSED_BATCH)
+        )
         deleted = 0
         while True:
-            removed = self._cleanup_batch(cutoff)
+            removed = self._db.run(lambda c: _cleanup_batch(c, batch), Unit.WRITE)
             deleted += removed
             if removed < _PROCESSED_BATCH:
                 return deleted
-
-    @retry_transient
-    def _cleanup_batch(self, cutoff: int) -> int:
-        with self._write() as session:
-            ids = session.scalars(
-                select(ProcessedMessageRow.message_id)
-                .where(ProcessedMessageRow.processed_at < cutoff)
-                .limit(_PROCESSED_BATCH)
-            ).all()
-            if ids:
-                session.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids)))
-        return len(ids)
 
     # -- health and transactions ------------------------------------------------------------
 
     def is_healthy(self) -> bool:
         """True when the database answers and its schema is one this code can use (at head, or
         ahead during a rolling deploy); False, never an exception, otherwise."""
-        return database_is_healthy(self.engine)
+        return database_is_healthy(self._db)
 
     def health(self) -> HealthReport:
         """Reachability, schema revision against head, queue depth and age, dead letters; see
         ``stabilize.persistence.sql.health``. Never raises for a database problem."""
-        return check_health(self.engine)
+        return check_health(self._db)
 
     @contextmanager
-    def transaction(self, queue: Queue | None = None) -> Iterator[SqlStoreTransaction]:
+    def transaction(
+        self, queue: Queue | None = None, *, session: Session | None = None
+    ) -> Iterator[SqlStoreTransaction]:
         """One database transaction for a whole engine step (see ``SqlStoreTransaction``).
 
-        The block only collects the step's writes; they run when it ends. If the block raises,
-        nothing is written.
-        """
-        txn = SqlStoreTransaction(self.engine, queue)
-        yield txn
-        self._commit(txn)
-        txn.after_commit()
+        The block only collects the step's writes; they run when it ends, in one lock order,
+        and the whole transaction runs again after a deadlock or serialization failure. If the
+        block raises, nothing is written.
 
-    @retry_transient
-    def _commit(self, txn: SqlStoreTransaction) -> None:
-        with dbapi.transaction(self.engine, write=True, core=txn.has_effects) as unit:
-            on_commit = txn.apply(WriteContext(unit.cursor, self.profile, connection=unit.connection))
-        for action in on_commit:
+        Args:
+            queue: where ``push_message`` sends messages; a queue on the store's database makes
+                them part of the transaction (``is_atomic``).
+            session: a Session the application owns, to join instead of opening one: the step's
+                writes run in it, inside a SAVEPOINT, and commit or roll back with the
+                application's own work when the application ends its transaction. The store never
+                commits or closes it, and does not retry. If the step fails (a failed
+                compare-and-set raises ``ConcurrencyError``), the SAVEPOINT is rolled back and the
+                application's own work is still pending in the session: let the error leave the
+                session's ``begin()`` block to roll that back too, or handle it and go on.
+                In-memory versions move when the application's transaction commits.
+
+        Raises:
+            ConcurrencyError: a compare-and-set failed (at the end of the block).
+            ValidationError: a call inside the block was given a value that cannot be stored.
+        """
+        if session is not None:
+            check_joinable(session, self.engine)
+        txn = SqlStoreTransaction(self.engine, self.profile, self._images, queue)
+        yield txn
+        if txn.empty:
+            return
+        if session is not None:
+            after_caller_commits(session, self._db.within(session, txn.apply))
+            return
+        for action in self._db.run(txn.apply, Unit.WRITE):
             action()
 
 
-def _load_stages(
-    fetch: Callable[[Any], Sequence[Any]], statements: tuple[Any, Any, Any]
-) -> list[tuple[str, StageExecution]]:
-    """(workflow id, stage) for the stages the statements select (stages, their edges, their
-    tasks), with requisites and tasks, in three queries whatever their number; ``fetch`` runs
-    one statement and returns all its rows."""
-    stages_query, edges_query, tasks_query = statements
-    rows = fetch(stages_query)
-    if not rows:
-        return []
-    loaded = mapping.stages_from_rows(rows, fetch(edges_query))
-    mapping.add_tasks({stage.id: stage for _, stage in loaded}, fetch(tasks_query))
-    return loaded
+def _purge_batch(connection: Connection, batch: Select[str]) -> int:
+    ids = list(connection.execute(batch).scalars())
+    if ids:
+        connection.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.execution_id.in_(ids)))
+        connection.execute(delete(WorkflowRow).where(WorkflowRow.id.in_(ids)))
+    return len(ids)
 
 
-_WORKFLOW_BY_ID = Prepared(queries.WORKFLOW_BY_ID)
-_WORKFLOW_EXISTS = Prepared(select(WorkflowRow.id).where(WorkflowRow.id == bindparam("workflow_id")))
-_WHOLE_WORKFLOW = (
-    Prepared(queries.STAGES_OF_WORKFLOW),
-    Prepared(queries.EDGES_OF_WORKFLOW),
-    Prepared(queries.TASKS_OF_WORKFLOW),
-)
-_ANCESTOR_OUTPUTS = {
-    lateral: Prepared(queries.ancestor_outputs_and_edges(lateral)) for lateral in (False, True)
-}
+def _cleanup_batch(connection: Connection, batch: Select[str]) -> int:
+    ids = list(connection.execute(batch).scalars())
+    if ids:
+        connection.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids)))
+    return len(ids)

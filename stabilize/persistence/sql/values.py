@@ -30,14 +30,23 @@ MAX_INT_DIGITS = 4300
 _INT_BOUND = 10**MAX_INT_DIGITS
 
 
-def encode_document(value: dict[str, Any], path: str) -> dict[str, Any]:
-    """Encode a mapping for a JSON column, or raise ``ValidationError`` naming ``path[...]``."""
+class CheckedDocument(dict[str, Any]):
+    """A document ``encode_document`` made: plain JSON values only, in new containers that nothing
+    else holds. Column types bind it without checking it again."""
+
+    __slots__ = ()
+
+
+def encode_document(value: Any, path: object) -> CheckedDocument:
+    """Encode a mapping for a JSON column, or raise ``ValidationError`` naming ``path[...]``.
+
+    ``path`` is the document's place; ``str(path)`` is called only to name a refused value.
+    """
     if not isinstance(value, dict):
         raise ValidationError(_render(path), f"must be a dict, got {type(value).__name__}")
     if not value:
-        return {}
-    encoded: dict[str, Any] = _encode(value, path, 1)
-    return encoded
+        return CheckedDocument()
+    return CheckedDocument(_encode(value, path, 1))
 
 
 #: Where a value sits: the document's path, or (where its container sits, its key or index). The
@@ -57,7 +66,7 @@ def _render(where: Where) -> str:
 def _encode(value: Any, where: Where, depth: int) -> Any:
     kind = type(value)
     if kind is str:
-        _check_text(value, where)
+        check_text(value, where)
         return value
     if kind is int:
         return _check_int(value, where)
@@ -76,7 +85,7 @@ def _encode(value: Any, where: Where, depth: int) -> Any:
                 problem = f"keys must be strings, got {type(key).__name__}"
                 raise ValidationError(_render((where, key)), problem)
             if "\x00" in key or not key.isascii():
-                _check_text(key, (where, key))
+                check_text(key, (where, key))
             out[key] = _plain(item, where, key, depth)
         return out
     if isinstance(value, list | tuple):
@@ -92,7 +101,7 @@ def _plain(item: Any, where: Where, key: Any, depth: int) -> Any:
     kind = type(item)
     if kind is str:
         if "\x00" in item or not item.isascii():
-            _check_text(item, (where, key))
+            check_text(item, (where, key))
         return item
     if kind is bool or item is None or (kind is int and -_INT_BOUND < item < _INT_BOUND):
         return item
@@ -137,7 +146,7 @@ def _encode_standard(value: Any, path: Where, depth: int) -> Any:
         return value.isoformat()
     if isinstance(value, PurePath | UUID):
         text = str(value)
-        _check_text(text, path)  # a Path may hold NUL, or surrogates from undecodable file names
+        check_text(text, path)  # a Path may hold NUL, or surrogates from undecodable file names
         return text
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -149,7 +158,8 @@ def _encode_standard(value: Any, path: Where, depth: int) -> Any:
     raise ValidationError(_render(path), f"a {type(value).__name__} cannot be stored as JSON")
 
 
-def _check_text(text: str, path: Where) -> None:
+def check_text(text: str, path: Where) -> None:
+    """Refuse text with a NUL character or a lone surrogate, naming ``path``."""
     if "\x00" in text:
         raise ValidationError(_render(path), "text contains a NUL character, which PostgreSQL cannot store")
     if not text.isascii():

@@ -1,9 +1,11 @@
-"""Writes of one transaction, prepared when called and applied in lock order when it commits.
+"""Writes of one transaction: prepared when called, applied in lock order when it commits.
 
-Preparing validates and converts every value at once (a bad value fails the call, before any SQL
-runs); applying only executes prebuilt statements on the transaction's cursor (``dbapi``). Keeping
-the two apart lets ``SqlStoreTransaction`` apply a step's writes in one fixed lock order and run
-them again when the database reports a deadlock or serialization failure.
+Preparing validates and encodes every value at once (a bad value fails the call, before any SQL
+runs); applying runs prebuilt statements on the unit of work's connection. Keeping the two apart
+lets ``SqlStoreTransaction`` apply a step's writes in one fixed lock order, and run them all
+again when the database reports a deadlock or serialization failure. What the objects in memory
+learn from a write (a stage's new version, a task's) is returned as an action to run once the
+transaction has committed.
 """
 
 from __future__ import annotations
@@ -22,71 +24,71 @@ from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping
 from stabilize.persistence.sql.dialects import GenericProfile
-from stabilize.persistence.sql.prepared import Cursor, Prepared
-from stabilize.persistence.sql.rows import StageEdgeRow, StageRow, TaskRow, WorkflowRow, table_of
+from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.persistence.sql.images import Image, TaskImages, image_of_task
+from stabilize.persistence.sql.queries import WORKFLOW_EXISTS
+from stabilize.persistence.sql.types import checker
 from stabilize.persistence.store.interface import WorkflowNotFoundError
 
 RowValues = dict[str, Any]
-#: Tasks with the values of their rows, in their stage's order.
-TaskRows = list[tuple[TaskExecution, RowValues]]
 #: Run after the commit: moves in-memory versions to what the rows now hold.
 OnCommit = Callable[[], None]
 
-WORKFLOWS = table_of(WorkflowRow)
-STAGES = table_of(StageRow)
-EDGES = table_of(StageEdgeRow)
-TASKS = table_of(TaskRow)
+WORKFLOWS = mapping.WORKFLOWS.table
+STAGES = mapping.STAGES.table
+EDGES = mapping.EDGE_TABLE
+TASKS = mapping.TASKS.table
 
-TASK_UPDATE_COLUMNS = tuple(c.key for c in TASKS.columns if c.key not in ("id", "stage_id"))
-
-
-def _inserts(table: Table) -> Prepared:
-    return Prepared(insert(table))
+_INSERT = {table: insert(table) for table in (WORKFLOWS, STAGES, EDGES, TASKS)}
+_TASK_UPDATE_COLUMNS = (*mapping.TASKS.state, "version")
 
 
-INSERT_WORKFLOW, INSERT_STAGES, INSERT_EDGES, INSERT_TASKS = map(_inserts, (WORKFLOWS, STAGES, EDGES, TASKS))
-
-
-def _state_update(table: Table, key_bind: str, columns: list[str], *where: Any) -> Prepared:
-    """UPDATE of ``columns`` (bound by their own names) of the row whose id is ``key_bind``."""
-    return Prepared(
+def _state_update(table: Table, state: tuple[str, ...], *where: Any) -> Any:
+    """UPDATE of the ``state`` columns (bound by their own names) of the row ``key_id``."""
+    return (
         update(table)
-        .where(table.c.id == bindparam(key_bind), *where)
-        .values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+        .where(table.c.id == bindparam("key_id"), *where)
+        .values({c: bindparam(c, type_=table.c[c].type) for c in state})
     )
 
 
-_STAGE_STATE = list(mapping.STAGE_STATE_COLUMNS)
-_CAS = _state_update(
-    STAGES, "cas_id", [*_STAGE_STATE, "version"], STAGES.c.version == bindparam("cas_version")
-)
+_STAGE_CAS = (*mapping.STAGES.state, "version")
+#: The compare-and-set of ``store_stage``: every state column, on version (and status).
+_CAS = _state_update(STAGES, _STAGE_CAS, STAGES.c.version == bindparam("cas_version"))
 _CAS_PHASE = _state_update(
     STAGES,
-    "cas_id",
-    [*_STAGE_STATE, "version"],
+    _STAGE_CAS,
     STAGES.c.version == bindparam("cas_version"),
-    STAGES.c.status == bindparam("cas_phase"),
+    STAGES.c.status == bindparam("cas_phase", type_=STAGES.c.status.type),
 )
-_WORKFLOW_STATE = _state_update(WORKFLOWS, "w_id", list(mapping.WORKFLOW_STATE_COLUMNS))
+_WORKFLOW_STATE = _state_update(WORKFLOWS, mapping.WORKFLOWS.state)
 #: A stored stage's tasks are updated in place, matched by id, stage and position; only a task the
 #: stage did not have yet, or one that moved, needs the upsert. The upsert's INSERT attempt costs a
 #: foreign-key check per row, and setting ``position`` (indexed) rewrites an index entry even when
 #: its value is the same: together twice the cost of the write itself on SQLite.
-_UPDATE_TASKS = Prepared(
+_UPDATE_TASKS = (
     update(TASKS)
     .where(
-        TASKS.c.id == bindparam("id"),
-        TASKS.c.stage_id == bindparam("stage_id"),
-        TASKS.c.position == bindparam("position"),
+        TASKS.c.id == bindparam("key_id"),
+        TASKS.c.stage_id == bindparam("key_stage_id"),
+        TASKS.c.position == bindparam("key_position"),
     )
-    .values({c: bindparam(c, type_=TASKS.c[c].type) for c in TASK_UPDATE_COLUMNS if c != "position"})
+    .values({c: bindparam(c, type_=TASKS.c[c].type) for c in _TASK_UPDATE_COLUMNS})
 )
-_STAGE_VERSION = Prepared(select(STAGES.c.version).where(STAGES.c.id == bindparam("stage_id")))
-_WORKFLOW_EXISTS = Prepared(select(WORKFLOWS.c.id).where(WORKFLOWS.c.id == bindparam("workflow_id")))
-_NEXT_POSITION = Prepared(
-    select(func.coalesce(func.max(STAGES.c.position) + 1, 0)).where(
-        STAGES.c.workflow_id == bindparam("workflow_id")
-    )
+
+
+def _task_update(values: RowValues) -> RowValues:
+    """``_UPDATE_TASKS``' parameters for a task row: a parameter named after a column not in the
+    statement's SET would be taken as one more value to set."""
+    params = {c: values[c] for c in _TASK_UPDATE_COLUMNS}
+    params.update(key_id=values["id"], key_stage_id=values["stage_id"], key_position=values["position"])
+    return params
+
+
+_TASK_UPSERT_COLUMNS = tuple(c.key for c in TASKS.columns if c.key not in ("id", "stage_id"))
+_STAGE_VERSION = select(STAGES.c.version).where(STAGES.c.id == bindparam("stage_id"))
+_NEXT_POSITION = select(func.coalesce(func.max(STAGES.c.position) + 1, 0)).where(
+    STAGES.c.workflow_id == bindparam("workflow_id")
 )
 
 
@@ -94,53 +96,116 @@ _NEXT_POSITION = Prepared(
 class WriteContext:
     """What applying writes shares within one attempt of one transaction."""
 
-    cursor: Cursor
+    connection: Connection
     profile: GenericProfile
-    #: The Core connection of a transaction that runs caller statements (effects), else None.
-    connection: Connection | None = None
+    images: TaskImages
     #: Stage id -> the version its row holds after this transaction's earlier writes.
     versions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _TaskWrite:
+    """A task with its row values and what its row will hold (its image) if left alone."""
+
+    task: TaskExecution
+    values: RowValues
+    image: Image | None
+
+
+def _task_writes(tasks: list[TaskExecution], stage_id: str, path: str) -> list[_TaskWrite]:
+    return [
+        _TaskWrite(
+            task,
+            mapping.task_values(task, stage_id, i, f"{path}.tasks[{i}]"),
+            image_of_task(task, stage_id, i, task.version) if isinstance(task, TaskExecution) else None,
+        )
+        for i, task in enumerate(tasks)
+    ]
+
+
+def _remember(images: TaskImages, written: list[_TaskWrite]) -> None:
+    """After the commit: written tasks take their rows' versions and images."""
+    for write in written:
+        version = write.values["version"]
+        write.task.version = version
+        image = write.image
+        images.remember(write.task, None if image is None else (*image[:-1], version))
 
 
 @dataclass
 class WorkflowInsert:
     """A new workflow with its stages, edges and tasks: one batched INSERT per table."""
 
-    rows: list[tuple[Prepared, list[RowValues]]]
-    tasks: TaskRows
+    rows: list[tuple[Table, list[RowValues]]]
+    tasks: list[_TaskWrite]
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowInsert:
+        """Check and encode every row of ``workflow`` (``ValidationError`` names the value)."""
         row = mapping.workflow_values(workflow)
-        stages, edges, tasks = _graph_values(workflow)
-        task_rows = [values for _, values in tasks]
-        inserts = [(INSERT_WORKFLOW, [row]), (INSERT_STAGES, stages), (INSERT_EDGES, edges)]
-        return cls([*inserts, (INSERT_TASKS, task_rows)], tasks)
+        stages: list[RowValues] = []
+        edges: list[RowValues] = []
+        tasks: list[_TaskWrite] = []
+        seen_refs: dict[str, int] = {}
+        for position, stage in enumerate(workflow.stages):
+            path = f"stages[{position}]"
+            stages.append(mapping.stage_values(stage, workflow.id, position, path))
+            if stage.ref_id in seen_refs:
+                raise ValidationError(
+                    f"{path}.ref_id",
+                    f"{stage.ref_id!r} is also the ref id of stages[{seen_refs[stage.ref_id]}]",
+                )
+            seen_refs[stage.ref_id] = position
+            edges.extend(mapping.edge_values(stage, workflow.id, path))
+            tasks.extend(_task_writes(stage.tasks, stage.id, path))
+        rows = [(WORKFLOWS, [row]), (STAGES, stages), (EDGES, edges), (TASKS, [t.values for t in tasks])]
+        return cls(rows, tasks)
 
     def apply(self, context: WriteContext) -> OnCommit | None:
-        for statement, values in self.rows:
-            context.cursor.run_many(statement, values)
-        return lambda: _stored(self.tasks)
+        for table, values in self.rows:
+            if values:
+                context.connection.execute(_INSERT[table], values)
+        return lambda: _remember(context.images, self.tasks)
 
 
 @dataclass
 class WorkflowStateUpdate:
+    """``update_status``: the workflow's state columns, by id."""
+
     workflow_id: str
     values: RowValues
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowStateUpdate:
-        return cls(workflow.id, mapping.workflow_state_values(workflow))
+        if not isinstance(workflow, Workflow):
+            raise ValidationError("workflow", f"must be a Workflow, got {type(workflow).__name__}")
+        return cls(workflow.id, mapping.WORKFLOWS.state_values(workflow, "workflow"))
 
     def apply(self, context: WriteContext) -> OnCommit | None:
-        if context.cursor.run(_WORKFLOW_STATE, {**self.values, "w_id": self.workflow_id}) == 0:
+        result = context.connection.execute(_WORKFLOW_STATE, {**self.values, "key_id": self.workflow_id})
+        if rowcount(result) == 0:
             raise WorkflowNotFoundError(self.workflow_id)
         return None
 
 
+def expected_status(expected_phase: str | WorkflowStatus | None) -> str | None:
+    """``expected_phase`` as a status name: a ``WorkflowStatus`` or its name, else
+    ``ValidationError`` (a typo must not read as a lost race, which an engine retries)."""
+    if expected_phase is None:
+        return None
+    if isinstance(expected_phase, WorkflowStatus):
+        return expected_phase.name
+    if isinstance(expected_phase, str) and expected_phase in WorkflowStatus.__members__:
+        return expected_phase
+    names = ", ".join(WorkflowStatus.__members__)
+    raise ValidationError(
+        "expected_phase", f"{expected_phase!r} is not a WorkflowStatus name (one of {names})"
+    )
+
+
 @dataclass
 class StageWrite:
-    """``store_stage``: compare-and-set on version (and status) plus one upsert of the tasks whose
+    """``store_stage``: compare-and-set on version (and status) plus one update of the tasks whose
     rows change; or, for a stage not stored yet, its insertion.
 
     A task whose row would not change is left alone, as upstream Stabilize does: its version stays,
@@ -150,61 +215,65 @@ class StageWrite:
     version: int
     phase: str | None
     state: RowValues
-    #: Every task with its row values (validated), in the stage's order.
-    tasks: TaskRows
+    tasks: list[_TaskWrite]
 
     @classmethod
     def prepare(cls, stage: StageExecution, expected_phase: str | WorkflowStatus | None) -> StageWrite:
+        """Check and encode the stage's state and tasks (``ValidationError`` names the value)."""
         if not isinstance(stage, StageExecution):
             raise ValidationError("stage", f"must be a StageExecution, got {type(stage).__name__}")
-        phase = expected_phase.name if isinstance(expected_phase, WorkflowStatus) else expected_phase
-        tasks = [
-            (t, mapping.task_values(t, stage.id, i, f"stage.tasks[{i}]")) for i, t in enumerate(stage.tasks)
-        ]
-        return cls(stage, stage.version, phase, mapping.stage_state_values(stage, "stage"), tasks)
+        phase = expected_status(expected_phase)
+        state = mapping.STAGES.state_values(stage, "stage")
+        version = checker(mapping.STAGES.table.c.version)(stage.version, "stage.version")
+        return cls(stage, version, phase, state, _task_writes(stage.tasks, stage.id, "stage"))
 
     def apply(self, context: WriteContext) -> OnCommit | None:
-        stage, cursor = self.stage, context.cursor
+        stage, connection = self.stage, context.connection
         expected = context.versions.get(stage.id, self.version)
-        params = {**self.state, "version": expected + 1, "cas_id": stage.id, "cas_version": expected}
+        params = {**self.state, "version": expected + 1, "key_id": stage.id, "cas_version": expected}
         if self.phase is None:
-            matched = cursor.run(_CAS, params)
+            matched = rowcount(connection.execute(_CAS, params))
         else:
-            matched = cursor.run(_CAS_PHASE, {**params, "cas_phase": self.phase})
+            matched = rowcount(connection.execute(_CAS_PHASE, {**params, "cas_phase": self.phase}))
         if matched == 1:
+            images = context.images
             written = [
-                (task, {**values, "version": values["version"] + 1})
-                for task, values in self.tasks
-                if task._row_image is None or task._row_image != mapping.row_image(values.values())
+                _TaskWrite(t.task, {**t.values, "version": t.values["version"] + 1}, t.image)
+                for t in self.tasks
+                if not images.unchanged(t.task, t.image)
             ]
-            rows = [row for _, row in written]
-            if cursor.run_many(_UPDATE_TASKS, rows) != len(rows):
-                context.profile.upsert(cursor, TASKS, rows, ("id",), TASK_UPDATE_COLUMNS)
+            rows = [t.values for t in written]
+            if rows and rowcount(connection.execute(_UPDATE_TASKS, [_task_update(r) for r in rows])) != len(
+                rows
+            ):
+                context.profile.upsert(connection, TASKS, rows, ("id",), _TASK_UPSERT_COLUMNS)
             context.versions[stage.id] = expected + 1
-            return lambda: _compared_and_set(stage, expected + 1, written)
-        if cursor.fetch(_STAGE_VERSION, {"stage_id": stage.id}):
+            return lambda: _compared_and_set(stage, expected + 1, images, written)
+        if connection.execute(_STAGE_VERSION, {"stage_id": stage.id}).first() is not None:
             phase = f" and status {self.phase}" if self.phase is not None else ""
             raise ConcurrencyError(
                 f"stage {stage.id}: compare-and-set failed (expected version {expected}{phase})"
             )
         self._insert(context, expected)
         context.versions[stage.id] = expected
-        return lambda: _stored(self.tasks)
+        return lambda: _remember(context.images, self.tasks)
 
     def _insert(self, context: WriteContext, version: int) -> None:
-        stage, cursor = self.stage, context.cursor
+        stage, connection = self.stage, context.connection
         if not stage.has_execution():
             raise ValidationError("stage.execution", f"stage {stage.id} is not attached to a workflow")
         workflow_id = stage.execution.id
-        if not cursor.fetch(_WORKFLOW_EXISTS, {"workflow_id": workflow_id}):
+        if connection.execute(WORKFLOW_EXISTS, {"workflow_id": workflow_id}).first() is None:
             raise ValidationError("stage.execution", f"workflow {workflow_id!r} is not stored")
-        ((position,),) = cursor.fetch(_NEXT_POSITION, {"workflow_id": workflow_id})
+        position = connection.execute(_NEXT_POSITION, {"workflow_id": workflow_id}).scalar_one()
         values = {**mapping.stage_values(stage, workflow_id, position or 0, "stage"), "version": version}
         edges = mapping.edge_values(stage, workflow_id, "stage")
         try:
-            cursor.run_many(INSERT_STAGES, [values])
-            cursor.run_many(INSERT_EDGES, edges)
-            cursor.run_many(INSERT_TASKS, [row for _, row in self.tasks])
+            connection.execute(_INSERT[STAGES], [values])
+            if edges:
+                connection.execute(_INSERT[EDGES], edges)
+            if self.tasks:
+                connection.execute(_INSERT[TASKS], [t.values for t in self.tasks])
         except IntegrityError as exc:
             raise DuplicateError(
                 f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"
@@ -212,39 +281,9 @@ class StageWrite:
             ) from exc
 
 
-def _compared_and_set(stage: StageExecution, version: int, tasks: TaskRows) -> None:
-    """After a compare-and-set commits: the stage's version, then its written tasks' (``_stored``)."""
+def _compared_and_set(
+    stage: StageExecution, version: int, images: TaskImages, tasks: list[_TaskWrite]
+) -> None:
+    """After a compare-and-set commits: the stage's version, then its written tasks'."""
     stage.version = version
-    _stored(tasks)
-
-
-def _stored(tasks: TaskRows) -> None:
-    """After the commit: the tasks take the versions their rows now hold, and their rows' images."""
-    for task, row in tasks:
-        task.version = row["version"]
-        task._row_image = mapping.row_image(row.values())
-
-
-def _graph_values(
-    workflow: Workflow,
-) -> tuple[list[RowValues], list[RowValues], TaskRows]:
-    """Row values of every stage, edge and task (with the task) of a workflow, validated before
-    any SQL runs."""
-    stages: list[RowValues] = []
-    edges: list[RowValues] = []
-    tasks: TaskRows = []
-    seen_refs: dict[str, int] = {}
-    for position, stage in enumerate(workflow.stages):
-        path = f"stages[{position}]"
-        stages.append(mapping.stage_values(stage, workflow.id, position, path))
-        if stage.ref_id in seen_refs:
-            raise ValidationError(
-                f"{path}.ref_id", f"{stage.ref_id!r} is also the ref id of stages[{seen_refs[stage.ref_id]}]"
-            )
-        seen_refs[stage.ref_id] = position
-        edges.extend(mapping.edge_values(stage, workflow.id, path))
-        tasks.extend(
-            (task, mapping.task_values(task, stage.id, i, f"{path}.tasks[{i}]"))
-            for i, task in enumerate(stage.tasks)
-        )
-    return stages, edges, tasks
+    _remember(images, tasks)

@@ -41,70 +41,128 @@ class WorkflowNotFoundError(StabilizeError):
 
 
 class WorkflowStore(ABC):
-    """Persistence of workflow executions (see the API page for each method's meaning)."""
+    """Persistence of workflow executions: the API page users code against.
+
+    Every method is one unit of work; see ``SqlWorkflowStore`` for what the SQL store adds (its
+    transaction joins a caller's Session, its errors are named).
+    """
 
     @abstractmethod
-    def store(self, execution: Workflow) -> None: ...
+    def store(self, execution: Workflow) -> None:
+        """Insert a new workflow with all its stages and tasks, in one transaction.
+
+        Raises:
+            DuplicateError: an id is already stored; nothing is written.
+        """
 
     @abstractmethod
-    def retrieve(self, execution_id: str) -> Workflow: ...
+    def retrieve(self, execution_id: str) -> Workflow:
+        """The whole workflow, stages in the order they were added, tasks in their stage's order.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
 
     @abstractmethod
-    def retrieve_execution_summary(self, execution_id: str) -> Workflow: ...
+    def retrieve_execution_summary(self, execution_id: str) -> Workflow:
+        """The workflow with ``stages == []``.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
 
     @abstractmethod
-    def delete(self, execution_id: str) -> None: ...
+    def delete(self, execution_id: str) -> None:
+        """Remove the workflow with its stages, tasks and edges."""
 
     @abstractmethod
-    def update_status(self, execution: Workflow) -> None: ...
+    def update_status(self, execution: Workflow) -> None:
+        """Rewrite the workflow's status, times, cancellation and pause details."""
 
     @abstractmethod
-    def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None: ...
+    def store_stage(self, stage: StageExecution, expected_phase: Any = None) -> None:
+        """Compare-and-set a stored stage on its ``version`` (and status, with ``expected_phase``:
+        a ``WorkflowStatus`` or its name) and write its tasks; insert a stage not stored yet.
+
+        Raises:
+            ConcurrencyError: the row moved on since ``stage`` was read; nothing changes.
+        """
 
     @abstractmethod
-    def add_stage(self, stage: StageExecution) -> None: ...
+    def add_stage(self, stage: StageExecution) -> None:
+        """Insert a new stage into its stored workflow."""
 
     @abstractmethod
-    def remove_stage(self, execution: Workflow, stage_id: str) -> None: ...
+    def remove_stage(self, execution: Workflow, stage_id: str) -> None:
+        """Delete a stage with its tasks."""
 
     @abstractmethod
-    def retrieve_stage(self, stage_id: str) -> StageExecution: ...
+    def retrieve_stage(self, stage_id: str) -> StageExecution:
+        """The stage, with a partial workflow holding it, its requisites and its synthetic stages.
+
+        Raises:
+            ValueError: no stage has this id.
+        """
 
     @abstractmethod
-    def get_upstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]: ...
+    def get_upstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]:
+        """The direct requisites of ``stage_ref_id``, with their tasks."""
 
     @abstractmethod
-    def get_downstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]: ...
+    def get_downstream_stages(self, execution_id: str, stage_ref_id: str) -> list[StageExecution]:
+        """The stages that wait for ``stage_ref_id``, with their tasks."""
 
     @abstractmethod
-    def get_synthetic_stages(self, execution_id: str, parent_stage_id: str) -> list[StageExecution]: ...
+    def get_synthetic_stages(self, execution_id: str, parent_stage_id: str) -> list[StageExecution]:
+        """The synthetic stages of ``parent_stage_id``, with their tasks."""
 
     @abstractmethod
-    def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]: ...
+    def get_merged_ancestor_outputs(self, execution_id: str, stage_ref_id: str) -> dict[str, Any]:
+        """The outputs of every ancestor of ``stage_ref_id``, merged in the engine's order;
+        ``{}`` for an unknown ref."""
 
     @abstractmethod
     def retrieve_by_pipeline_config_id(
         self, pipeline_config_id: str, criteria: WorkflowCriteria | None = None
-    ) -> Iterator[Workflow]: ...
+    ) -> Iterator[Workflow]:
+        """A page of the config's workflows, newest first, filtered by ``criteria``."""
 
     @abstractmethod
     def retrieve_by_application(
         self, application: str, criteria: WorkflowCriteria | None = None
-    ) -> Iterator[Workflow]: ...
+    ) -> Iterator[Workflow]:
+        """A page of the application's workflows, newest first, filtered by ``criteria``."""
 
     @abstractmethod
-    def pause(self, execution_id: str, paused_by: str) -> None: ...
+    def pause(self, execution_id: str, paused_by: str) -> None:
+        """Set status PAUSED and the pause details.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
 
     @abstractmethod
-    def resume(self, execution_id: str) -> None: ...
+    def resume(self, execution_id: str) -> None:
+        """Record the resume time and paused duration, and set status RUNNING.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
 
     @abstractmethod
-    def cancel(self, execution_id: str, canceled_by: str, reason: str) -> None: ...
+    def cancel(self, execution_id: str, canceled_by: str, reason: str) -> None:
+        """Set ``is_canceled``, ``canceled_by`` and ``cancellation_reason``.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id.
+        """
 
     def count_by_application(self, application: str) -> int:
+        """How many workflows the application has."""
         return sum(1 for _ in self.retrieve_by_application(application, WorkflowCriteria(page_size=0)))
 
     def exists(self, execution_id: str) -> bool:
+        """Whether a workflow has this id."""
         try:
             self.retrieve_execution_summary(execution_id)
         except WorkflowNotFoundError:
@@ -112,17 +170,25 @@ class WorkflowStore(ABC):
         return True
 
     def is_healthy(self) -> bool:
+        """Whether the store can be used now; never raises."""
         return True
 
     def is_message_processed(self, message_id: str) -> bool:
+        """Whether ``message_id`` was marked processed."""
         return False
 
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
-    ) -> None:
-        return None
+    ) -> bool:
+        """Mark ``message_id`` processed.
+
+        Returns:
+            True when this call made the mark, False when it already existed.
+        """
+        return True
 
     def cleanup_old_processed_messages(self, max_age_hours: float = 24.0) -> int:
+        """Delete marks older than ``max_age_hours``; return how many."""
         return 0
 
     @contextmanager

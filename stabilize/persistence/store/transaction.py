@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stabilize.models.stage import StageExecution
 from stabilize.models.workflow import Workflow
@@ -23,18 +23,35 @@ class StoreTransaction(ABC):
         return False
 
     @abstractmethod
-    def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None: ...
+    def store_workflow(self, workflow: Workflow) -> None:
+        """Insert a new workflow with this step (e.g. together with the message that starts it)."""
 
     @abstractmethod
-    def update_workflow_status(self, workflow: Workflow) -> None: ...
+    def store_stage(self, stage: StageExecution, expected_phase: Any = None) -> None:
+        """Compare-and-set the stage on its version (and status, with ``expected_phase``: a
+        ``WorkflowStatus`` or its name), or insert it if it is not stored yet."""
 
     @abstractmethod
-    def push_message(self, message: Message, delay: float = 0) -> None: ...
+    def update_workflow_status(self, workflow: Workflow) -> None:
+        """Rewrite the workflow's status, times, cancellation and pause details."""
+
+    @abstractmethod
+    def push_message(self, message: Message, delay: float = 0) -> None:
+        """Queue ``message`` with this step, due after ``delay`` seconds."""
 
     @abstractmethod
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
-    ) -> None: ...
+    ) -> None:
+        """Record that ``message_id`` has been handled, so a redelivery is recognised."""
+
+    @abstractmethod
+    def execute(self, statement: Any) -> None:
+        """Run a caller's statement (an effect) in this step's database transaction.
+
+        Raises:
+            NotImplementedError: the store has no database transaction to run it in.
+        """
 
 
 class NoOpTransaction(StoreTransaction):
@@ -42,17 +59,25 @@ class NoOpTransaction(StoreTransaction):
 
     Not atomic: a crash while flushing leaves part of the step written. It exists for stores
     without database transactions; the SQL store never uses it.
+
+    Args:
+        store: the store the writes replay through.
+        queue: the queue messages are pushed to.
     """
 
     def __init__(self, store: WorkflowStore, queue: Queue | None = None) -> None:
         self._store = store
         self._queue = queue
-        self._stages: list[tuple[StageExecution, str | None]] = []
+        self._workflows_new: list[Workflow] = []
+        self._stages: list[tuple[StageExecution, Any]] = []
         self._workflows: list[Workflow] = []
         self._messages: list[tuple[Message, float]] = []
         self._marks: list[tuple[str, str | None, str | None]] = []
 
-    def store_stage(self, stage: StageExecution, expected_phase: str | None = None) -> None:
+    def store_workflow(self, workflow: Workflow) -> None:
+        self._workflows_new.append(workflow)
+
+    def store_stage(self, stage: StageExecution, expected_phase: Any = None) -> None:
         self._stages.append((stage, expected_phase))
 
     def update_workflow_status(self, workflow: Workflow) -> None:
@@ -68,9 +93,14 @@ class NoOpTransaction(StoreTransaction):
     ) -> None:
         self._marks.append((message_id, handler_type, execution_id))
 
+    def execute(self, statement: Any) -> None:
+        raise NotImplementedError("a NoOpTransaction has no database transaction to run statements in")
+
     def flush(self) -> None:
-        """State first, then messages, then marks: a crash part-way re-runs the step rather
-        than losing it."""
+        """New workflows, then state, then messages, then marks: a crash part-way re-runs the
+        step rather than losing it."""
+        for workflow in self._workflows_new:
+            self._store.store(workflow)
         for stage, phase in self._stages:
             self._store.store_stage(stage, phase)
         for workflow in self._workflows:

@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import Dialect
 
-from stabilize.persistence.sql.dialects.base import GenericProfile
+from stabilize.persistence.sql.dialects.base import GenericProfile, Unit
 from stabilize.persistence.sql.dialects.mysql import MysqlProfile
 from stabilize.persistence.sql.dialects.postgresql import PostgresProfile
 from stabilize.persistence.sql.dialects.sqlite import SqliteProfile
@@ -31,4 +31,4 @@ def profile_for(dialect: Dialect | str) -> GenericProfile:
     return _profiles.get(name) or GenericProfile()
 
 
-__all__ = ["GenericProfile", "profile_for", "register_profile"]
+__all__ = ["GenericProfile", "Unit", "profile_for", "register_profile"]

@@ -10,16 +10,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Table, bindparam, insert, select, update
-
-from stabilize.persistence.sql.prepared import Cursor, Prepared
+from sqlalchemy import URL, Connection, Dialect, Executable, Table, bindparam, insert, select, update
 
 logger = logging.getLogger(__name__)
 
 RowValues = dict[str, Any]
+
+
+def rowcount(result: Any) -> int:
+    """Rows an INSERT, UPDATE or DELETE matched (MySQL dialects count matched, not changed, rows)."""
+    return int(result.rowcount)
+
+
+class Unit(Enum):
+    """The kinds of unit of work, each begun the way its dialect does it best (``unit_options``)."""
+
+    #: One statement that reads: it sees one snapshot by itself, so it needs no transaction.
+    READ = "read"
+    #: Several statements that read: one consistent snapshot for all of them.
+    SNAPSHOT = "snapshot"
+    #: A transaction that writes.
+    WRITE = "write"
+    #: One statement that writes: it may commit by itself.
+    WRITE_ONE = "write_one"
+
+    @property
+    def writes(self) -> bool:
+        return self in (Unit.WRITE, Unit.WRITE_ONE)
 
 
 class GenericProfile:
@@ -48,22 +69,26 @@ class GenericProfile:
         """Per-connection settings, run for every new DBAPI connection."""
 
     def keeps_thread_connections(self, url: URL) -> bool:
-        """Whether each thread keeps one pooled connection for the hot paths (``dbapi``) instead
-        of a checkout per call: worth it where a call costs as little as the checkout."""
+        """Whether each thread keeps one connection for its units of work instead of a pool
+        checkout per call: worth it where a call costs as little as the checkout."""
         return False
 
-    def begin_dbapi(self, cursor: Cursor, write: bool) -> None:
-        """Begin a transaction on a driver cursor (``dbapi.transaction``); by default the driver
-        begins one itself before the first statement."""
+    def unit_options(self, unit: Unit) -> dict[str, Any]:
+        """Execution options for the connection of a unit of work of kind ``unit``. Portable: a
+        transaction for every kind (the database's default isolation must give a snapshot
+        read one snapshot)."""
+        return {}
 
-    def dbapi_autocommit(self, dbapi_connection: Any, on: bool) -> bool:
-        """Switch the driver connection's autocommit mode if that costs no round trip; return
-        whether it did (``dbapi.transaction`` then sends no BEGIN or COMMIT)."""
-        return False
+    #: Kinds of unit whose statement commits by itself (``unit_options`` runs them without a
+    #: transaction): a write of this kind whose connection dies may have committed.
+    autocommit_units: frozenset[Unit] = frozenset()
 
-    def on_begin(self, connection: Connection) -> bool:
-        """Start a transaction the dialect's own way; return False to let the driver do it."""
-        return False
+    #: Whether ``on_begin`` must run when a transaction begins (an event costs every call).
+    begins_itself = False
+
+    def on_begin(self, connection: Connection) -> None:
+        """Begin a transaction the dialect's own way, as the connection's options ask (SQLAlchemy's
+        ``begin`` event); only called when ``begins_itself``."""
 
     @contextmanager
     def migration_lock(self, connection: Connection) -> Iterator[None]:
@@ -116,12 +141,6 @@ class GenericProfile:
         so a queue claim is one statement (``queue.claim.ReturningClaimer``)."""
         return False
 
-    #: Isolation level for the store's read-only calls on a READ COMMITTED database, where every
-    #: statement reads its own snapshot in or out of a transaction: "AUTOCOMMIT" then saves each
-    #: read its BEGIN and ROLLBACK round trips. None: reads run in a transaction (SQLite's gives
-    #: one snapshot for all of a call's queries).
-    read_isolation: str | None = None
-
     #: Whether recursive queries (the ancestors of a stage) should take each step through a
     #: LATERAL subquery, forcing one index probe per row found; for planners that would rather
     #: rescan a whole range at every step (PostgreSQL). Needs LATERAL support.
@@ -139,7 +158,7 @@ class GenericProfile:
 
     def upsert(
         self,
-        cursor: Cursor,
+        connection: Connection,
         table: Table,
         rows: Sequence[RowValues],
         keys: tuple[str, ...],
@@ -152,33 +171,40 @@ class GenericProfile:
         """
         update_row, insert_row = _portable_upsert(table, keys, update_columns)
         for row in rows:
-            if cursor.run(update_row, {**{f"key_{k}": row[k] for k in keys}, **row}) == 0:
-                cursor.run(insert_row, row)
+            # Only the SET columns and the keys: any other parameter named after a column would
+            # be taken as one more value to set.
+            params = {**{f"key_{k}": row[k] for k in keys}, **{c: row[c] for c in update_columns}}
+            if rowcount(connection.execute(update_row, params)) == 0:
+                connection.execute(insert_row, row)
 
     def insert_ignore(
-        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
-    ) -> None:
-        """Insert the rows whose ``keys`` are not stored yet; leave the others as they are."""
+        self, connection: Connection, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
+    ) -> int:
+        """Insert the rows whose ``keys`` are not stored yet, leaving the others as they are;
+        return how many were inserted."""
         exists, insert_row = _portable_insert_ignore(table, keys)
+        inserted = 0
         for row in rows:
-            if not cursor.fetch(exists, {f"key_{k}": row[k] for k in keys}):
-                cursor.run(insert_row, row)
+            if connection.execute(exists, {f"key_{k}": row[k] for k in keys}).first() is None:
+                connection.execute(insert_row, row)
+                inserted += 1
+        return inserted
 
 
 @lru_cache(maxsize=64)
 def _portable_upsert(
     table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]
-) -> tuple[Prepared, Prepared]:
+) -> tuple[Executable, Executable]:
     update_row = (
         update(table)
         .where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
         .values({c: bindparam(c, type_=table.c[c].type) for c in update_columns})
     )
-    return Prepared(update_row), Prepared(insert(table))
+    return update_row, insert(table)
 
 
 @lru_cache(maxsize=64)
-def _portable_insert_ignore(table: Table, keys: tuple[str, ...]) -> tuple[Prepared, Prepared]:
+def _portable_insert_ignore(table: Table, keys: tuple[str, ...]) -> tuple[Executable, Executable]:
     key_columns = [table.c[k] for k in keys]
     exists = select(*key_columns).where(*(c == bindparam(f"key_{c.key}") for c in key_columns))
-    return Prepared(exists), Prepared(insert(table))
+    return exists, insert(table).execution_options(preserve_rowcount=True)

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Table, text
+from sqlalchemy import URL, Connection, Dialect, Executable, Table, bindparam, exists, insert, select, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.exc import IntegrityError
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues
-from stabilize.persistence.sql.prepared import Cursor, Prepared
+from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues, Unit, rowcount
 
 #: Prefix of the migration lock's name; GET_LOCK names are server-wide, so the name adds the
 #: database's. Names are limited to 64 characters.
@@ -25,7 +25,15 @@ TRANSIENT_ERROR_CODES = frozenset({1213, 1205})
 #: Can't connect (2002, 2003), server gone away (2006), lost connection (2013), shutting down
 #: (1053): client and server error codes of the MySQL protocol.
 UNREACHABLE_ERROR_CODES = frozenset({1053, 2002, 2003, 2006, 2013})
+#: ER_DUP_ENTRY.
+DUPLICATE_KEY = 1062
 CONNECT_TIMEOUT_SECONDS = 5
+
+#: Connection execution option of a unit that reads several statements (``on_begin``).
+SNAPSHOT = "stabilize_snapshot"
+#: Under READ COMMITTED each statement reads its own snapshot; a REPEATABLE READ transaction reads
+#: one from its first statement on. For the next transaction only: the session stays READ COMMITTED.
+_REPEATABLE_READ = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 def _code(error: BaseException) -> object:
@@ -93,7 +101,16 @@ class MysqlProfile(GenericProfile):
             connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
             connection.commit()
 
-    read_isolation = "AUTOCOMMIT"
+    def unit_options(self, unit: Unit) -> dict[str, Any]:
+        # Autocommit is no saving here: PyMySQL sends a statement to switch it, and MySQL begins
+        # transactions without one; a unit of one statement costs the statement and its COMMIT.
+        return {SNAPSHOT: unit is Unit.SNAPSHOT}
+
+    begins_itself = True
+
+    def on_begin(self, connection: Connection) -> None:
+        if connection.get_execution_options().get(SNAPSHOT):
+            connection.execute(_REPEATABLE_READ)
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         version = dialect.server_version_info or (0,)
@@ -102,33 +119,50 @@ class MysqlProfile(GenericProfile):
 
     def upsert(
         self,
-        cursor: Cursor,
+        connection: Connection,
         table: Table,
         rows: Sequence[RowValues],
         keys: tuple[str, ...],
         update_columns: tuple[str, ...],
     ) -> None:
-        cursor.run_many(_upsert_statement(table, update_columns), rows)
+        connection.execute(_upsert_statement(table, update_columns), list(rows))
 
     def insert_ignore(
-        self, cursor: Cursor, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
-    ) -> None:
-        cursor.run_many(_insert_ignore_statement(table, keys[0]), rows)
+        self, connection: Connection, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
+    ) -> int:
+        # INSERT ... SELECT ... WHERE NOT EXISTS counts exactly what it inserted (ON DUPLICATE KEY
+        # UPDATE would count a duplicate as 1 under SQLAlchemy's FOUND_ROWS, and INSERT IGNORE
+        # downgrades more errors than the duplicate key). A concurrent insert of the same key
+        # still fails on the key: InnoDB rolls back that statement only, and it counts as 0.
+        statement = _insert_if_absent(table, keys)
+        inserted = 0
+        for row in rows:
+            try:
+                inserted += rowcount(connection.execute(statement, row))
+            except IntegrityError as error:
+                if error.orig is None or _code(error.orig) != DUPLICATE_KEY:
+                    raise
+        return inserted
 
 
 # Built once per table and columns: building ``inserted`` costs more than the write itself.
 @lru_cache(maxsize=64)
-def _upsert_statement(table: Table, update_columns: tuple[str, ...]) -> Prepared:
+def _upsert_statement(table: Table, update_columns: tuple[str, ...]) -> Executable:
     stmt = mysql_insert(table)
-    return Prepared(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns}))
+    upsert: Executable = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update_columns})
+    return upsert
 
 
 @lru_cache(maxsize=64)
-def _insert_ignore_statement(table: Table, key: str) -> Prepared:
-    # ON DUPLICATE KEY UPDATE of a key to itself, rather than INSERT IGNORE, which would also
-    # swallow errors other than the duplicate key.
-    stmt = mysql_insert(table)
-    return Prepared(stmt.on_duplicate_key_update({key: stmt.inserted[key]}))
+def _insert_if_absent(table: Table, keys: tuple[str, ...]) -> Executable:
+    columns = [c.key for c in table.columns]
+    values = select(*(bindparam(c, type_=table.c[c].type) for c in columns)).where(
+        ~exists().where(*(table.c[k] == bindparam(k) for k in keys))
+    )
+    statement: Executable = (
+        insert(table).from_select(columns, values).execution_options(preserve_rowcount=True)
+    )
+    return statement
 
 
 def migration_lock_name(database: str | None) -> str:

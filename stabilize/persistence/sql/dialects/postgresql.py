@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 
 from stabilize.errors import SchemaError
+from stabilize.persistence.sql.dialects.base import Unit
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 
 #: The advisory lock key of schema migrations ("stab-mig" as a big-endian int64). Advisory keys
@@ -20,6 +21,17 @@ LOCK_NOT_AVAILABLE = "55P03"
 #: serialization_failure, deadlock_detected, lock_not_available (PostgreSQL appendix A).
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 CONNECT_TIMEOUT_SECONDS = 5
+
+# psycopg 3 only records the isolation level and the autocommit mode on the connection (sent
+# with the next BEGIN, or not at all): switching them per unit of work costs no round trip.
+_UNIT_OPTIONS: dict[Unit, dict[str, Any]] = {
+    # One statement sees one snapshot by itself: no BEGIN and COMMIT round trips.
+    Unit.READ: {"isolation_level": "AUTOCOMMIT"},
+    # READ COMMITTED would give each statement its own snapshot.
+    Unit.SNAPSHOT: {"isolation_level": "REPEATABLE READ"},
+    Unit.WRITE: {},
+    Unit.WRITE_ONE: {"isolation_level": "AUTOCOMMIT"},
+}
 
 
 class PostgresProfile(OnConflictProfile):
@@ -37,14 +49,13 @@ class PostgresProfile(OnConflictProfile):
             "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c jit=off"},
         }
 
-    def dbapi_autocommit(self, dbapi_connection: Any, on: bool) -> bool:
-        # psycopg 3 only records the mode while no transaction is open: nothing is sent.
-        dbapi_connection.autocommit = on
-        return True
+    autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
+
+    def unit_options(self, unit: Unit) -> dict[str, Any]:
+        return _UNIT_OPTIONS[unit]
 
     #: Each step of a recursive CTE otherwise hash-joins with every edge of the workflow.
     lateral_recursion = True
-    read_isolation = "AUTOCOMMIT"
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         return True

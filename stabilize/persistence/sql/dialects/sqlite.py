@@ -12,11 +12,21 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from stabilize.errors import SchemaError
+from stabilize.persistence.sql.dialects.base import Unit
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
-from stabilize.persistence.sql.prepared import Cursor
 
-#: Connection execution option that marks a transaction as one that will write.
-WRITE_INTENT = "stabilize_write"
+#: Connection execution option: the statement that begins a transaction (``on_begin``); None
+#: for a unit of one statement, which SQLite runs as a transaction of its own.
+BEGIN = "stabilize_begin"
+_BEGIN_OF: dict[Unit, dict[str, Any]] = {
+    Unit.READ: {BEGIN: None},
+    # A read transaction sees one snapshot (WAL) from its first read to its end.
+    Unit.SNAPSHOT: {BEGIN: "BEGIN"},
+    # A writer takes the write lock when it begins, so two writers queue on busy_timeout instead
+    # of deadlocking when both try to upgrade a read lock.
+    Unit.WRITE: {BEGIN: "BEGIN IMMEDIATE"},
+    Unit.WRITE_ONE: {BEGIN: None},
+}
 
 
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
@@ -104,47 +114,44 @@ class SqliteProfile(OnConflictProfile):
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.
         return getattr(error, "sqlite_errorcode", None) == 14
 
-    def begin_dbapi(self, cursor: Cursor, write: bool) -> None:
-        # The driver's own transaction control is off (on_connect): begin as on_begin does.
-        cursor.command("BEGIN IMMEDIATE" if write else "BEGIN")
-
     def supports_claim_returning(self, dialect: Dialect) -> bool:
         # RETURNING arrived in SQLite 3.35; one UPDATE statement holds the write lock throughout.
         return sqlite3.sqlite_version_info >= (3, 35)
 
-    def dbapi_autocommit(self, dbapi_connection: Any, on: bool) -> bool:
-        # Always in autocommit between transactions: the sqlite3 module's own transaction
-        # control is off (see on_connect), so nothing needs switching.
-        return True
+    autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
 
-    def on_begin(self, connection: Connection) -> bool:
-        # A writer takes the write lock when it begins, so two writers queue on busy_timeout
-        # instead of deadlocking when both try to upgrade a read lock.
-        write = connection.get_execution_options().get(WRITE_INTENT, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-        return True
+    def unit_options(self, unit: Unit) -> dict[str, Any]:
+        return _BEGIN_OF[unit]
+
+    #: The sqlite3 module's own transaction control is off (``on_connect``): SQLAlchemy's
+    #: ``begin`` event sends BEGIN (SQLAlchemy docs: "Serializable isolation / Savepoints").
+    begins_itself = True
+
+    def on_begin(self, connection: Connection) -> None:
+        # Connections without the option (Alembic's, a caller's own) begin as a reader would.
+        begin = connection.get_execution_options().get(BEGIN, "BEGIN")
+        if begin is not None:
+            connection.exec_driver_sql(begin)
 
     def _lock_migrations(self, connection: Connection) -> None:
         # The lock is the migration's own transaction, begun IMMEDIATE (SQLite's write lock)
         # before Alembic reads the version table; it ends, releasing the lock, when the block
-        # commits. busy_timeout is raised for the wait only; pragmas go to the driver connection
-        # directly, so that they do not begin a (deferred) transaction of their own.
-        raw = connection.connection.driver_connection
-        assert raw is not None, "the connection has been invalidated"
-        previous = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
-        # The one value written into SQL text: SQLite's PRAGMA takes no bound parameters. It is an
-        # int computed here (never caller text), so nothing but digits can reach the statement.
-        raw.execute(f"PRAGMA busy_timeout={int(self.migration_lock_timeout * 1000)}")
-        try:
-            connection.execution_options(**{WRITE_INTENT: True})
-            connection.begin()
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlite_errorcode", None) not in _BUSY_CODES:
-                raise
-            raise SchemaError(
-                f"could not take the migration lock within {self.migration_lock_timeout:g} s (BEGIN "
-                "IMMEDIATE): another process is writing to or migrating this database; retry when it "
-                "has finished"
-            ) from exc
-        finally:
-            raw.execute(f"PRAGMA busy_timeout={previous}")
+        # commits. Each BEGIN IMMEDIATE waits up to the connection's busy timeout; it is tried
+        # again until ``migration_lock_timeout`` has passed.
+        connection.execution_options(**{BEGIN: "BEGIN IMMEDIATE"})
+        deadline = time.monotonic() + self.migration_lock_timeout
+        while True:
+            try:
+                connection.begin()
+                return
+            except OperationalError as exc:
+                if connection.in_transaction():
+                    connection.rollback()
+                if getattr(exc.orig, "sqlite_errorcode", None) not in _BUSY_CODES:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise SchemaError(
+                        f"could not take the migration lock within {self.migration_lock_timeout:g} s "
+                        "(BEGIN IMMEDIATE): another process is writing to or migrating this database; "
+                        "retry when it has finished"
+                    ) from exc

@@ -1,0 +1,62 @@
+"""The engine events a profile needs: the only code that touches a DBAPI connection.
+
+- ``connect``: the profile's per-connection settings (SQLite pragmas, MySQL strict mode);
+- ``checkout``: a ping of a pooled connection that sat idle (``ping_after_idle``), so one whose
+  server restarted meanwhile is replaced before a caller sees it (SQLAlchemy's "pessimistic
+  disconnect handling", only after idling: ``pool_pre_ping`` would cost a round trip per call);
+- ``begin``: transactions begun the dialect's own way (``begins_itself``: SQLite's BEGIN IMMEDIATE,
+  MySQL's REPEATABLE READ snapshot), through the SQLAlchemy ``Connection``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import DisconnectionError
+
+from stabilize.persistence.sql.dialects.base import GenericProfile
+
+
+def install(engine: Engine, profile: GenericProfile) -> None:
+    """Attach ``profile``'s hooks to ``engine`` (call once per engine)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        profile.on_connect(dbapi_connection)
+
+    if profile.ping_after_idle is not None:
+        _ping_idle_connections(engine, profile.ping_after_idle)
+
+    if profile.begins_itself:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            profile.on_begin(connection)
+
+
+def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout when it sat idle for ``idle_seconds``; a dead one is
+    replaced before the caller sees it. Busy connections skip the round trip; a connection lost
+    in the gap fails its unit, which runs again on a fresh one where nothing can have been
+    written (``units.Database``)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                # The pool drops this connection and checks out a fresh one.
+                raise DisconnectionError("pooled connection was lost while idle") from error
+            raise

@@ -1,0 +1,268 @@
+"""Column types that carry the contract: each checks and encodes its values, the same on every dialect.
+
+One ``TypeDecorator`` per idea (advanced-alchemy's ``types/``), each ``cache_ok``. A type refuses a
+value the databases would store differently, or not at all, with a ``ValidationError`` naming the
+value's place. The codec (``mapping``) calls ``coerce(value, path)`` on every field when a call is
+made, so a bad value fails the call with its full path (``stages[1].context['when']``) before any
+SQL runs; ``process_bind_param`` applies the same check to a value bound to a statement directly,
+where the column's type is all that is known of its place.
+
+``path`` is anything ``str()`` turns into the value's place (``FieldPath``): it is rendered only
+for an error message, never for a valid value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import JSON, BigInteger, Boolean, Dialect, Integer, String, Text
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from stabilize.errors import ValidationError
+from stabilize.persistence.sql.values import CheckedDocument, check_text, encode_document
+
+E = TypeVar("E", bound=Enum)
+
+_INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+class FieldPath:
+    """``base.key``, rendered only when a message needs it (building it for every field of every
+    row would cost more than checking the values)."""
+
+    __slots__ = ("base", "key")
+
+    def __init__(self, base: object, key: str) -> None:
+        self.base = base
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.base}.{self.key}"
+
+
+class Checked(TypeDecorator[Any]):
+    """A type whose values are checked by ``coerce``; bound values are checked the same way."""
+
+    impl: TypeEngine[Any] | type[TypeEngine[Any]] = String
+    cache_ok = True
+    #: The place named for a value bound to a statement directly (no codec, so no path).
+    bound_path = "a bound value"
+
+    def coerce(self, value: Any, path: object) -> Any:
+        """The value as its column stores it, or ``ValidationError`` naming ``path``."""
+        raise NotImplementedError
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.coerce(value, self.bound_path)
+
+
+class BoundedText(Checked):
+    """Text of at most ``length`` characters (None: unbounded, LONGTEXT on MySQL), valid Unicode
+    without NUL: PostgreSQL refuses NUL, SQLite does not enforce lengths, MySQL may truncate.
+
+    A value bound to a statement directly is checked for its characters only, not its length: a
+    lookup of an over-long id is a miss on every dialect, not an error, and writes of the store's
+    own go through ``coerce``, which checks the length too.
+    """
+
+    cache_ok = True
+
+    def __init__(self, length: int | None = None, *, optional: bool = False) -> None:
+        super().__init__(length)
+        self.length = length
+        self.optional = optional
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if self.length is None:
+            return mysql.LONGTEXT() if dialect.name in _MYSQL else Text()
+        return String(self.length)
+
+    def coerce(self, value: Any, path: object) -> str | None:
+        if value is None and self.optional:
+            return None
+        text = _text(value, path)
+        if self.length is not None and len(text) > self.length:
+            raise ValidationError(str(path), f"is {len(text)} characters long, the limit is {self.length}")
+        return text
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else _text(value, self.bound_path)
+
+    @property
+    def python_type(self) -> type[str]:
+        return str
+
+
+def _text(value: Any, path: object) -> str:
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise ValidationError(str(path), f"must be a string, got {type(value).__name__}")
+        value = str(value)
+    if "\x00" in value or not value.isascii():
+        check_text(value, path)
+    text: str = value
+    return text
+
+
+class EnumName(Checked, Generic[E]):
+    """An enum member, stored by its name (``WorkflowStatus.RUNNING`` -> ``'RUNNING'``): member
+    values may be tuples, and names are what an operator reads in the table."""
+
+    cache_ok = True
+
+    def __init__(self, enum: type[E], *, optional: bool = False, length: int = 32) -> None:
+        super().__init__(length)
+        self.enum = enum
+        self.optional = optional
+        self._members = enum.__members__
+
+    def coerce(self, value: Any, path: object) -> str | None:
+        if value is None and self.optional:
+            return None
+        name = value.name if isinstance(value, Enum) else None
+        if name is not None and self._members.get(name) is value:
+            return name
+        raise ValidationError(str(path), f"{value!r} is not a {self.enum.__name__}")
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if isinstance(value, str) and value in self._members:  # a name the codec already made
+            return value
+        return None if value is None else self.coerce(value, self.bound_path)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        if value is None:
+            return None
+        member: E = self._members[value]
+        return member
+
+    @property
+    def python_type(self) -> type[E]:
+        return self.enum
+
+
+class Millis(Checked):
+    """Epoch milliseconds (or a duration in ms): an int in BIGINT range; None where optional."""
+
+    cache_ok = True
+
+    impl = BigInteger
+
+    def __init__(self, *, optional: bool = True) -> None:
+        super().__init__()
+        self.optional = optional
+
+    def coerce(self, value: Any, path: object) -> int | None:
+        if value is None and self.optional:
+            return None
+        if type(value) is not int or not _INT64[0] <= value <= _INT64[1]:
+            raise ValidationError(str(path), _integer_problem(value, _INT64, "an integer (epoch ms)"))
+        return value
+
+    @property
+    def python_type(self) -> type[int]:
+        return int
+
+
+class Count(Checked):
+    """A 32-bit integer: positions, versions, attempts, limits."""
+
+    cache_ok = True
+
+    impl = Integer
+
+    def coerce(self, value: Any, path: object) -> int:
+        if type(value) is not int or not _INT32[0] <= value <= _INT32[1]:
+            raise ValidationError(str(path), _integer_problem(value, _INT32, "an integer"))
+        return value
+
+    @property
+    def python_type(self) -> type[int]:
+        return int
+
+
+def _integer_problem(value: Any, bounds: tuple[int, int], what: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value} is out of range for a {64 if bounds is _INT64 else 32}-bit integer column"
+    return f"must be {what}, got {value!r}"
+
+
+class Flag(Checked):
+    """A boolean; a number or a string is refused rather than read as true."""
+
+    cache_ok = True
+
+    impl = Boolean
+
+    def coerce(self, value: Any, path: object) -> bool:
+        if value is True or value is False:
+            return value
+        raise ValidationError(str(path), f"must be True or False, got {value!r}")
+
+    @property
+    def python_type(self) -> type[bool]:
+        return bool
+
+
+class Document(Checked):
+    """A JSON object (contexts, outputs, trigger, exception details, payloads) in the one encoding
+    of CONTRACT.md section 7 (``values.encode_document``); JSONB on PostgreSQL.
+
+    ``coerce`` returns a ``CheckedDocument``, which binds without a second check; the driver's
+    JSON encoder (``values.compact_json`` on this package's engines) writes it. Optional documents
+    store None as SQL NULL, not JSON null, so ``IS NULL`` finds them.
+    """
+
+    cache_ok = True
+
+    impl = JSON
+
+    def __init__(self, *, optional: bool = False) -> None:
+        super().__init__(none_as_null=optional)
+        self.optional = optional
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return postgresql.JSONB(none_as_null=self.optional)
+        return JSON(none_as_null=self.optional)
+
+    def coerce(self, value: Any, path: object) -> CheckedDocument | None:
+        if value is None and self.optional:
+            return None
+        return encode_document(value, path)
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or type(value) is CheckedDocument:
+            return value
+        return self.coerce(value, self.bound_path)
+
+    @property
+    def python_type(self) -> type[dict[str, Any]]:
+        return dict
+
+
+_MYSQL = frozenset({"mysql", "mariadb"})
+
+
+def checker(column: Any) -> Callable[[Any, object], Any]:
+    """The ``coerce`` of ``column``'s type, which must be a ``Checked`` type."""
+    checked = column.type
+    if not isinstance(checked, Checked):
+        raise TypeError(f"column {column} has type {checked!r}, which does not check its values")
+    return checked.coerce
+
+
+__all__ = [
+    "BoundedText",
+    "Checked",
+    "Count",
+    "Document",
+    "EnumName",
+    "FieldPath",
+    "Flag",
+    "Millis",
+    "checker",
+]

@@ -1,0 +1,92 @@
+"""Writing and removing ``queue_messages`` rows: the statements ``SqlQueue`` and a store
+transaction share (the store's transaction writes its messages through ``SqlQueue.pending_push``).
+
+Every function takes the caller's connection and never commits: a push made in a store
+transaction commits or rolls back with the state it belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select
+
+from stabilize.models.ids import new_id, now_ms
+from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.queue.interface import Delay
+from stabilize.queue.messages import Message
+from stabilize.queue.records import (
+    DEAD_LETTERS,
+    PROCESSED,
+    QUEUE,
+    RowValues,
+    delay_ms,
+    mark_pushed,
+    message_values,
+    needs_fresh_id,
+    with_message_id,
+)
+
+
+def _bound(column: str) -> Any:
+    return bindparam(column, type_=QUEUE.c[column].type)
+
+
+_PUSH_COLUMNS = [c.key for c in QUEUE.columns if c.key != "id"]
+#: Insert under the message's own id unless a queued, dead-lettered or processed message already
+#: has it: one statement, where a separate check would cost a round trip on every push. Its row
+#: count says which (SQLAlchemy keeps an INSERT's only when asked: ``preserve_rowcount``).
+_PUSH_IF_ID_FREE = (
+    insert(QUEUE)
+    .from_select(
+        _PUSH_COLUMNS,
+        select(*map(_bound, _PUSH_COLUMNS)).where(
+            ~exists().where(QUEUE.c.message_id == _bound("message_id")),
+            ~exists().where(DEAD_LETTERS.c.message_id == _bound("message_id")),
+            ~exists().where(PROCESSED.c.message_id == _bound("message_id")),
+        ),
+    )
+    .execution_options(preserve_rowcount=True)
+)
+_PUSH = insert(QUEUE).values({c: _bound(c) for c in _PUSH_COLUMNS})
+#: Ack of one delivery: the row, still on the attempt that was delivered.
+ACK_DELIVERY = delete(QUEUE).where(
+    QUEUE.c.id == bindparam("row_id"), QUEUE.c.attempts == bindparam("attempt")
+)
+#: Ack of a message by id (one the caller built, never delivered by a poll).
+ACK_BY_ID = delete(QUEUE).where(QUEUE.c.message_id == bindparam("message_id"))
+
+
+@dataclass
+class PendingPush:
+    """A message's row, made (and checked) when pushed, inserted when its transaction writes.
+
+    Whether the row needs a fresh id is decided when it is inserted: a message object pushed
+    before, or an id already queued, dead-lettered or processed, gets a new one, so a push never
+    merges with another message nor is mistaken for one already handled.
+    """
+
+    message: Message
+    values: RowValues
+    fresh: bool
+
+    def write(self, connection: Connection) -> None:
+        """Insert the row in ``connection``'s transaction (one statement; a second only when the
+        id was taken, and then the first wrote nothing)."""
+        if self.fresh or rowcount(connection.execute(_PUSH_IF_ID_FREE, self.values)) == 0:
+            connection.execute(_PUSH, with_message_id(self.values, new_id()))
+
+    def committed(self) -> None:
+        """Record on the message object that it was pushed (a second push gets a new id)."""
+        mark_pushed(self.message)
+
+
+def pending_push(message: Message, delay: Delay | None = 0, *, now: int | None = None) -> PendingPush:
+    """Check and encode ``message`` for delivery ``delay`` from ``now`` (default: the app clock).
+
+    Raises:
+        ValidationError: the message cannot be stored (named by its field).
+    """
+    start = now_ms() if now is None else now
+    return PendingPush(message, message_values(message, start + delay_ms(delay)), needs_fresh_id(message))

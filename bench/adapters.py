@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from workloads import LOCK_SECONDS, Side
+from workloads import LOCK_SECONDS, REQUISITE_TASKS, Side
 
 
 def open_side(side: str, dialect: str, url: str) -> Side:
@@ -120,6 +120,9 @@ def _upstream(dialect: str, url: str) -> Side:
         new_queue=lambda: open_queue("upstream", dialect, url),
         queue_spec=("upstream", dialect, url),
         concurrency_error=ConcurrencyError,
+        # Its PostgreSQL retrieve_stage loads tasks for the synthetic children only (its SQLite
+        # one, through get_upstream_stages, loads the requisites' tasks too).
+        known_gaps=frozenset({REQUISITE_TASKS}) if dialect == "postgresql" else frozenset(),
     )
 
 

@@ -10,6 +10,9 @@ interpreter, on a fresh database per side and round (a SQLite file with WAL, or 
 PostgreSQL / MariaDB database, dropped afterwards). Rounds interleave the sides, rotating their
 order each round. The table gives ops/s (median and min over rounds), the ratio ours / upstream
 and, where measured, ours / the raw-driver ceiling. A workload whose answer is wrong fails the run.
+
+``--json PATH`` also writes the run (its commit, settings, the table's rows and every raw result)
+for ``bench/compare.py``, which prints how the ratios moved between two such files.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +186,77 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
+def summary(
+    rates: dict[tuple[str, str, str], list[float]], dialects: list[str], names: list[str]
+) -> list[dict[str, Any]]:
+    """The table's rows, machine-readable: medians and minimums per side, ours / upstream."""
+    rows = []
+    for dialect in dialects:
+        for name in names:
+            if not rates.get(("ours", dialect, name)):
+                continue
+            row: dict[str, Any] = {"workload": name, "dialect": dialect}
+            for side in ("ours", "upstream", "raw"):
+                values = rates.get((side, dialect, name))
+                row[f"{side}_median"] = statistics.median(values) if values else None
+                row[f"{side}_min"] = min(values) if values else None
+            up = row["upstream_median"]
+            row["ratio"] = row["ours_median"] / up if up else None
+            row["target"] = TARGETS.get(name, 1.0) if up else None
+            rows.append(row)
+    return rows
+
+
+def print_queue_scaling(rates: dict[tuple[str, str, str], list[float]], dialects: list[str]) -> None:
+    """Messages/s draining the queue with one consumer process, then with four."""
+    lines = []
+    for dialect in dialects:
+        for side in ("ours", "upstream"):
+            one = rates.get((side, dialect, "queue_drain_1"))
+            four = rates.get((side, dialect, "queue_drain_4"))
+            if one and four:
+                m1, m4 = statistics.median(one), statistics.median(four)
+                lines.append(
+                    f"  {dialect:<11}{side:<9}1 consumer {fmt(m1):>8} msg/s   4 consumers {fmt(m4):>8} msg/s"
+                    f"   ({m4 / m1:.2f}x)"
+                )
+    if lines:
+        print("\nqueue drain (poll_one + ack), median over rounds: 1 vs 4 consumer processes")
+        print("\n".join(lines))
+
+
+def print_notes(notes: dict[tuple[str, str, str], str]) -> None:
+    """What a side does differently from the contract but is not failed for (its own design)."""
+    if notes:
+        print("\nnotes (checked, not failed):")
+        for (side, dialect, name), note in notes.items():
+            print(f"  {name} on {dialect}, {side}: {note}")
+
+
+def run_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """Where and how a run was made, to tell two JSON results apart."""
+
+    def git(*command: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *command], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        # The last commit that changed the code measured (the bench itself may be newer).
+        "library_commit": git("log", "-1", "--format=%H", "--", "stabilize", "migrations", "pyproject.toml"),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "library_dirty": bool(git("status", "--porcelain", "--", "stabilize", "migrations")),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rounds": args.rounds,
+        "dialects": args.dialects.split(","),
+        "small": args.small,
+        "ceiling": not args.no_ceiling,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
 def print_table(
     rates: dict[tuple[str, str, str], list[float]], dialects: list[str], names: list[str]
 ) -> list[str]:
@@ -244,9 +320,12 @@ def main() -> None:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw-driver ceiling")
     parser.add_argument("--no-memory", action="store_true", help="skip the 10,000-stage memory check")
     parser.add_argument("--small", action="store_true", help="smoke-test sizes")
-    parser.add_argument("--json", type=Path, help="also write every raw result here")
+    parser.add_argument(
+        "--json", type=Path, help="also write the run here (meta, table rows, raw results), for compare.py"
+    )
     args = parser.parse_args()
     began = time.monotonic()
+    meta = run_meta(args)
     ensure_upstream_venv()
     wanted = args.workloads.split(",")
     dialects = [
@@ -257,6 +336,8 @@ def main() -> None:
     rates: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     raw_results: list[dict[str, Any]] = []
     names: list[str] = []
+    notes: dict[tuple[str, str, str], str] = {}
+    memory: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="stabilize-bench-") as tmp_name:
         tmp = Path(tmp_name)
         for round_no in range(1, args.rounds + 1):
@@ -280,9 +361,13 @@ def main() -> None:
                     for result in results:
                         rates[(side, dialect, result["workload"])].append(rate(result))
                         raw_results.append({"round": round_no, "side": side, "dialect": dialect, **result})
+                        if "note" in result:
+                            notes[(side, dialect, result["workload"])] = result["note"]
                         if result["workload"] not in names:
                             names.append(result["workload"])
         missed = print_table(rates, dialects, names)
+        print_queue_scaling(rates, dialects)
+        print_notes(notes)
         if not args.no_memory:
             stages = 1000 if args.small else 10_000
             memory = memory_check("sqlite", tmp, stages)
@@ -296,11 +381,26 @@ def main() -> None:
                     f" target < 200 MB) "
                     f"{verdict}; store {memory['store_s']:.2f} s, retrieve {memory['retrieve_s']:.2f} s"
                 )
-    if args.json:
-        args.json.write_text(json.dumps(raw_results, indent=1))
-    print("\nall answers checked: round trips, merged outputs, pages, queue (no duplicate, no loss)")
+    print(
+        "\nall answers checked: round trips, merged outputs, pages, queue (no duplicate, no loss),"
+        " retrieve_stage's partial workflow, lineage, processed marks"
+    )
     print("below target: " + ("; ".join(missed) if missed else "none"))
     print(f"total time {time.monotonic() - began:.0f} s")
+    if args.json:
+        meta["seconds"] = round(time.monotonic() - began, 1)
+        meta["loadavg_end"] = os.getloadavg()
+        document = {
+            "meta": meta,
+            "summary": summary(rates, dialects, names),
+            "memory": memory,
+            "below_target": missed,
+            "notes": [{"side": k[0], "dialect": k[1], "workload": k[2], "note": v} for k, v in notes.items()],
+            "results": raw_results,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
+        print(f"results written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from stabilize.errors import ValidationError
 from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow
-from stabilize.persistence.sql.types import FieldPath, checker
+from stabilize.persistence.sql.types import checker
 from stabilize.persistence.sql.values import CheckedDocument
 from stabilize.queue.interface import Delay
 from stabilize.queue.messages import Message, deserialize_message, serialize_message
@@ -108,7 +108,7 @@ def _id_field(message: Message, name: str, path: str) -> str | None:
     value = getattr(message, name, None)
     if value in (None, ""):
         return None
-    checked: str = checker(_COLUMNS[name])(value, FieldPath(path, name))
+    checked: str = checker(_COLUMNS[name])(value, f"{path}.{name}")
     return checked
 
 
@@ -122,13 +122,13 @@ def message_values(message: Message, deliver_at: int) -> RowValues:
     message_id = message.message_id
     if not message_id:
         raise ValidationError(f"{path}.message_id", "must not be empty")
-    max_attempts = checker(_COLUMNS.max_attempts)(message.max_attempts, FieldPath(path, "max_attempts"))
+    max_attempts = checker(_COLUMNS.max_attempts)(message.max_attempts, f"{path}.max_attempts")
     if max_attempts < 1:
         raise ValidationError(f"{path}.max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
     return {
-        "message_id": checker(_COLUMNS.message_id)(message_id, FieldPath(path, "message_id")),
-        "message_type": checker(_COLUMNS.message_type)(type_name, FieldPath(path, "type")),
-        "payload": checker(_COLUMNS.payload)(payload, FieldPath(path, "payload")),
+        "message_id": checker(_COLUMNS.message_id)(message_id, f"{path}.message_id"),
+        "message_type": checker(_COLUMNS.message_type)(type_name, f"{path}.type"),
+        "payload": checker(_COLUMNS.payload)(payload, f"{path}.payload"),
         "deliver_at": deliver_at,
         "locked_until": None,
         "attempts": 0,
@@ -136,7 +136,7 @@ def message_values(message: Message, deliver_at: int) -> RowValues:
         "execution_id": _id_field(message, "execution_id", path),
         "task_id": _id_field(message, "task_id", path),
         "last_error": clip_error(message.last_error),
-        "created_at": checker(_COLUMNS.created_at)(message.created_at, FieldPath(path, "created_at")),
+        "created_at": checker(_COLUMNS.created_at)(message.created_at, f"{path}.created_at"),
     }
 
 

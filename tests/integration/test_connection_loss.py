@@ -2,9 +2,9 @@
 timeout, an operator's kill): the pool still holds them, and they are too fresh to be pinged.
 
 A read, or a transaction that had not reached COMMIT, runs again on a fresh connection and the
-caller never notices. A write that commits by itself (push, ack and the one-statement claim on
-PostgreSQL) may have committed when its connection died, so it is never rerun: it fails with
-``DatabaseUnavailableError`` and the next call works.
+caller never notices. A write that commits by itself (on PostgreSQL: a push, an ack, the
+one-statement claim, a lone compare-and-set) may have committed when its connection died, so it is
+never rerun: it fails with ``DatabaseUnavailableError`` and the next call works.
 """
 
 from __future__ import annotations
@@ -64,10 +64,33 @@ def test_reads_and_transactions_rerun_on_a_fresh_connection(url: str, dialect: s
 
     stage = workflow.stages[0]
     stage.status = WorkflowStatus.RUNNING
+    workflow.status = WorkflowStatus.RUNNING
     drop_other_connections(url, dialect)
-    store.store_stage(stage, expected_phase="NOT_STARTED")
+    with store.transaction() as txn:  # two statements: a transaction, never committed by itself
+        txn.store_stage(stage, expected_phase="NOT_STARTED")
+        txn.update_workflow_status(workflow)
     assert stage.version == 1
     assert store.retrieve(workflow.id).stages[0].version == 1  # written once, not twice
+
+
+def test_a_lone_compare_and_set_that_commits_by_itself_is_never_rerun(url: str, dialect: str) -> None:
+    store = SqlWorkflowStore(url)
+    workflow = chain(2, 1)
+    store.store(workflow)
+    stage = workflow.stages[0]
+    stage.status = WorkflowStatus.RUNNING
+    assert drop_other_connections(url, dialect) >= 1
+    if dialect == "postgresql":
+        # One UPDATE in autocommit: whether it committed is unknown, so it is not run again.
+        with pytest.raises(DatabaseUnavailableError, match="unavailable"):
+            store.store_stage(stage, expected_phase="NOT_STARTED")
+        assert stage.version == 0  # the object moves only after a commit it saw
+        row = store.retrieve_stage(stage.id)
+        assert (row.version, row.status) == (0, WorkflowStatus.NOT_STARTED)  # here: it did not
+    else:
+        # MariaDB runs it in a transaction (an autocommit switch costs a round trip): rerun.
+        store.store_stage(stage, expected_phase="NOT_STARTED")
+        assert store.retrieve_stage(stage.id).version == stage.version == 1
 
 
 def test_a_write_that_commits_by_itself_is_never_rerun(url: str, dialect: str) -> None:

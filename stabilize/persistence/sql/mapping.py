@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table
@@ -31,7 +32,7 @@ from stabilize.persistence.sql.rows import (
     role,
     table_of,
 )
-from stabilize.persistence.sql.types import FieldPath, checker
+from stabilize.persistence.sql.types import checker
 
 D = TypeVar("D")
 RowValues = dict[str, Any]
@@ -78,32 +79,26 @@ class Codec(Generic[D]):
         #: Columns rewritten by the entity's update, in table order.
         self.state = tuple(c.key for c in columns if role(c) == "state")
         conversions = to_column or {}
-        self._writers = tuple(
-            (c.key, checker(c), conversions.get(c.key)) for c in columns if role(c) != "place"
+        self._writers = _Writers(
+            [(c.key, checker(c), conversions.get(c.key)) for c in columns if role(c) != "place"]
         )
-        self._state_writers = tuple(w for w in self._writers if w[0] in self.state)
+        self._state_writers = _Writers([w for w in self._writers.writers if w[0] in self.state])
         back = from_column or {}
         self._readers = tuple(
             (i, c.key, back.get(c.key)) for i, c in enumerate(columns) if role(c) != "place"
         )
 
     def values(self, obj: D, path: object, place: RowValues | None = None) -> RowValues:
-        """Every column of a new row: the fields, checked, plus the store's ``place`` values."""
-        return self._write(self._writers, obj, path, dict(place) if place else {})
+        """Every column of a new row: the fields, checked, plus the store's ``place`` values.
+
+        Raises:
+            ValidationError: a field cannot be stored; its path is ``path.field[...]``.
+        """
+        return self._writers.write(obj, path, dict(place) if place else {})
 
     def state_values(self, obj: D, path: object) -> RowValues:
-        """The columns the entity's update rewrites, checked."""
-        return self._write(self._state_writers, obj, path, {})
-
-    @staticmethod
-    def _write(
-        writers: Iterable[tuple[str, ToColumn, ToColumn | None]], obj: Any, path: object, out: RowValues
-    ) -> RowValues:
-        for key, coerce, convert in writers:
-            value = getattr(obj, key)
-            where = FieldPath(path, key)
-            out[key] = coerce(convert(value, where) if convert is not None else value, where)
-        return out
+        """The columns the entity's update rewrites, checked (``ValidationError`` as ``values``)."""
+        return self._state_writers.write(obj, path, {})
 
     def build(self, row: Sequence[Any], **extra: Any) -> D:
         """The domain object of a row of ``select(table)`` (columns in table order)."""
@@ -112,6 +107,24 @@ class Codec(Generic[D]):
 
 
 # -- conversions of the few fields whose domain value is not the column's -------------------------
+
+
+class _Writers:
+    """Fields read off a domain object at once (``attrgetter``) and checked by their columns'
+    types. A type names only the field (``status``, ``context['when']``): the object's own place
+    is put in front when a value is refused, so no path is built for a valid one."""
+
+    def __init__(self, writers: list[tuple[str, ToColumn, ToColumn | None]]) -> None:
+        self.writers = writers
+        self._get = attrgetter(*(key for key, _, _ in writers))
+
+    def write(self, obj: Any, path: object, out: RowValues) -> RowValues:
+        try:
+            for (key, coerce, convert), value in zip(self.writers, self._get(obj), strict=True):
+                out[key] = coerce(value if convert is None else convert(value, key), key)
+        except ValidationError as error:
+            raise ValidationError(f"{path}.{error.path}", error.problem) from None
+        return out
 
 
 def _trigger_document(trigger: Any, path: object) -> dict[str, Any]:
@@ -175,7 +188,7 @@ def edge_values(stage: StageExecution, workflow_id: str, path: str) -> list[RowV
     if not isinstance(requisites, set | frozenset | list | tuple):
         raise ValidationError(f"{path}.requisite_stage_ref_ids", "must be a set of ref ids")
     check = checker(EDGE_TABLE.c.requisite_ref_id)
-    where = FieldPath(f"{path}.requisite_stage_ref_ids", "requisite_ref_id")
+    where = f"{path}.requisite_stage_ref_ids.requisite_ref_id"
     return [
         {"workflow_id": workflow_id, "ref_id": stage.ref_id, "requisite_ref_id": check(ref, where)}
         for ref in sorted(set(requisites), key=str)
@@ -195,7 +208,7 @@ def processed_message_values(
     """A processed mark, checked by the columns' types."""
     columns = PROCESSED_TABLE.c
     given = {"message_id": message_id, "handler_type": handler_type, "execution_id": execution_id}
-    values = {key: checker(columns[key])(value, FieldPath("message", key)) for key, value in given.items()}
+    values = {key: checker(columns[key])(value, f"message.{key}") for key, value in given.items()}
     return {**values, "processed_at": now_ms()}
 
 

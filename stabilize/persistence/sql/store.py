@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, Connection, Engine, Select, bindparam, delete, func, select, update
@@ -28,7 +29,7 @@ from stabilize.persistence.sql.queries import StageSelection
 from stabilize.persistence.sql.rows import ProcessedMessageRow, StageRow, WorkflowRow
 from stabilize.persistence.sql.transaction import SqlStoreTransaction, after_caller_commits, check_joinable
 from stabilize.persistence.sql.types import checker
-from stabilize.persistence.sql.units import Database
+from stabilize.persistence.sql.units import Database, NeedsTransaction
 from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotFoundError, WorkflowStore
 
 if TYPE_CHECKING:
@@ -474,7 +475,11 @@ class SqlWorkflowStore(WorkflowStore):
         if session is not None:
             after_caller_commits(session, self._db.within(session, txn.apply))
             return
-        for action in self._db.run(txn.apply, Unit.WRITE):
+        try:
+            actions = self._db.run(partial(txn.apply, single=txn.unit is Unit.WRITE_ONE), txn.unit)
+        except NeedsTransaction:  # nothing was written: the writes take more than one statement
+            actions = self._db.run(txn.apply, Unit.WRITE)
+        for action in actions:
             action()
 
 

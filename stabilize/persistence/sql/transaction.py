@@ -13,7 +13,7 @@ from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping
-from stabilize.persistence.sql.dialects import GenericProfile
+from stabilize.persistence.sql.dialects import GenericProfile, Unit
 from stabilize.persistence.sql.images import TaskImages
 from stabilize.persistence.sql.writes import (
     OnCommit,
@@ -84,6 +84,8 @@ class SqlStoreTransaction(StoreTransaction):
         self._images = images
         self._queue = queue
         self._writes: list[tuple[tuple[int, str, int], Apply]] = []
+        #: Whether every write so far is one statement (then a lone one is ``Unit.WRITE_ONE``).
+        self._singles: list[bool] = []
         self._deferred: list[tuple[Message, float]] = []
 
     @property
@@ -103,8 +105,9 @@ class SqlStoreTransaction(StoreTransaction):
             return outbox
         return None
 
-    def _add(self, rank: int, key: str, apply: Apply) -> None:
+    def _add(self, rank: int, key: str, apply: Apply, single: bool = False) -> None:
         self._writes.append(((rank, key, len(self._writes)), apply))
+        self._singles.append(single)
 
     # -- the step's writes ------------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value cannot be stored.
         """
-        self._add(WORKFLOW, workflow.id, WorkflowStateUpdate.prepare(workflow).apply)
+        self._add(WORKFLOW, workflow.id, WorkflowStateUpdate.prepare(workflow).apply, single=True)
 
     def store_stage(self, stage: StageExecution, expected_phase: str | WorkflowStatus | None = None) -> None:
         """Compare-and-set the stage (on ``version``, and on status with ``expected_phase``) and
@@ -131,7 +134,8 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value cannot be stored, or ``expected_phase`` is not a status.
         """
-        self._add(STAGE, stage.id, StageWrite.prepare(stage, expected_phase).apply)
+        write = StageWrite.prepare(stage, expected_phase, self._images)
+        self._add(STAGE, stage.id, write.apply, single=write.single)
 
     def execute(self, statement: Executable) -> None:
         """Run ``statement`` in this transaction: an effect that must commit with the step, or not
@@ -152,14 +156,14 @@ class SqlStoreTransaction(StoreTransaction):
             self._deferred.append((message, delay))
             return
         pending = outbox.pending_push(message, delay)
-        self._add(MESSAGE, "", lambda context: _push(context, pending))
+        self._add(MESSAGE, "", lambda context: _push(context, pending), single=True)
 
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
         """Record ``message_id`` as processed when this transaction commits (idempotent)."""
         values = mapping.processed_message_values(message_id, handler_type, execution_id)
-        self._add(MARK, message_id, lambda context: _mark(context, values))
+        self._add(MARK, message_id, lambda context: _mark(context, values), single=True)
 
     # -- what the store calls ----------------------------------------------------------------
 
@@ -168,10 +172,16 @@ class SqlStoreTransaction(StoreTransaction):
         """Whether the block asked for nothing to be written."""
         return not self._writes and not self._deferred
 
-    def apply(self, connection: Connection) -> list[OnCommit]:
+    @property
+    def unit(self) -> Unit:
+        """``Unit.WRITE_ONE`` for a lone write of one statement (it may commit by itself), else
+        ``Unit.WRITE``."""
+        return Unit.WRITE_ONE if self._singles == [True] and not self._deferred else Unit.WRITE
+
+    def apply(self, connection: Connection, single: bool = False) -> list[OnCommit]:
         """Run every write in lock order on ``connection``; return what to do once the commit
-        succeeded."""
-        context = WriteContext(connection, self._profile, self._images)
+        succeeded. ``single``: the writes run as ``Unit.WRITE_ONE`` (see ``unit``)."""
+        context = WriteContext(connection, self._profile, self._images, single=single)
         on_commit = []
         for _, apply in sorted(self._writes, key=lambda write: write[0]):
             after = apply(context)

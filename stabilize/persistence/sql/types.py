@@ -7,8 +7,8 @@ made, so a bad value fails the call with its full path (``stages[1].context['whe
 SQL runs; ``process_bind_param`` applies the same check to a value bound to a statement directly,
 where the column's type is all that is known of its place.
 
-``path`` is anything ``str()`` turns into the value's place (``FieldPath``): it is rendered only
-for an error message, never for a valid value.
+``path`` is anything ``str()`` turns into the value's place; the codec passes the field's name and
+puts the object's place in front when a value is refused, so no path is built for a valid value.
 """
 
 from __future__ import annotations
@@ -28,20 +28,6 @@ E = TypeVar("E", bound=Enum)
 
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
-
-
-class FieldPath:
-    """``base.key``, rendered only when a message needs it (building it for every field of every
-    row would cost more than checking the values)."""
-
-    __slots__ = ("base", "key")
-
-    def __init__(self, base: object, key: str) -> None:
-        self.base = base
-        self.key = key
-
-    def __str__(self) -> str:
-        return f"{self.base}.{self.key}"
 
 
 class Checked(TypeDecorator[Any]):
@@ -261,7 +247,6 @@ __all__ = [
     "Count",
     "Document",
     "EnumName",
-    "FieldPath",
     "Flag",
     "Millis",
     "checker",

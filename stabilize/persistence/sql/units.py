@@ -53,6 +53,11 @@ class _LostBeforeCommit(TransientError):
     """The connection died before the unit could have committed anything: safe to run again."""
 
 
+class NeedsTransaction(Exception):
+    """Raised by the work of a ``Unit.WRITE_ONE`` unit that finds it must write more than one
+    statement, before it has written anything: its caller runs it again as a ``Unit.WRITE``."""
+
+
 class Database:
     """An engine, the Sessions of its units of work, and how they fail and run again.
 
@@ -68,7 +73,8 @@ class Database:
         self.retry_policy = retry_policy or RetryPolicy()
         self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._options = {unit: self.profile.unit_options(unit) for unit in Unit}
-        self._kept = _kept_connections(engine) if self.profile.keeps_thread_connections(engine.url) else None
+        self._slots = _slots_of(engine)
+        self._keeps = self.profile.keeps_thread_connections(engine.url)
 
     def run(self, work: Work[T], unit: Unit) -> T:
         """Run ``work`` as one unit of work of kind ``unit``: committed if it returns, rolled back
@@ -91,8 +97,7 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _attempt(self, work: Work[T], unit: Unit) -> T:
-        with self._connection() as bind:
-            session = self._sessions(bind=bind)
+        with self._session() as session:
             committing = False
             try:
                 connection = session.connection(execution_options=self._options[unit])
@@ -109,8 +114,6 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
-            finally:
-                session.close()
 
     def _may_have_committed(self, unit: Unit, committing: bool) -> bool:
         """Whether a unit whose connection died may have written: it was committing, or it is a
@@ -118,24 +121,36 @@ class Database:
         return unit.writes and (committing or unit in self.profile.autocommit_units)
 
     @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """The connection the unit's Session binds to: this thread's kept one where the profile
-        keeps one (and it is not in use by an enclosing unit), else a pool checkout. A failure to
-        connect is raised here, before the unit's work: it is not a lost connection to run again
-        on, but a database that cannot be reached."""
-        kept = self._kept
-        if kept is None or kept.busy:
-            with self.engine.connect() as connection:
-                yield connection
+    def _session(self) -> Iterator[Session]:
+        """The unit's Session, bound to its connection.
+
+        Each thread keeps one Session per engine (SQLAlchemy's "thread-local scope", holding no
+        objects between units: the store reads and writes rows, not ORM instances), and, where
+        the profile says so (SQLite files), one connection: building a Session, and a pool
+        checkout and check-in, each cost about as much as a small SQLite transaction. A unit
+        nested in one of the thread's own gets a Session and a connection of its own. A failure
+        to connect is raised here, before the unit's work: it is not a lost connection to run
+        again on, but a database that cannot be reached.
+        """
+        slot = self._slots.get()
+        if slot.busy:
+            with self.engine.connect() as connection, self._sessions(bind=connection) as session:
+                yield session
             return
-        connection = kept.get(self.engine)
-        kept.busy = True
+        slot.busy = True
         try:
-            yield connection
+            if slot.session is None:
+                slot.session = self._sessions()
+            if self._keeps:
+                slot.session.bind = slot.connection_for(self.engine)
+                yield slot.session
+                return
+            with self.engine.connect() as connection:
+                slot.session.bind = connection
+                yield slot.session
         finally:
-            kept.busy = False
-            if connection.invalidated or connection.closed:
-                kept.forget()
+            slot.busy = False
+            slot.release()
 
     def within(self, session: Session, work: Work[T]) -> T:
         """Run ``work`` inside the caller's ``session``, in a SAVEPOINT: if it raises, what it
@@ -144,51 +159,51 @@ class Database:
         with translated(self.engine), session.begin_nested():
             return work(session.connection())
 
-    @contextmanager
-    def connection(self, unit: Unit) -> Iterator[Connection]:
-        """A unit of work as a block, for work that must not run twice (no retry): committed at
-        the end, rolled back if the block raises."""
-        with translated(self.engine), self._connection() as bind:
-            session = self._sessions(bind=bind)
-            try:
-                yield session.connection(execution_options=self._options[unit])
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
-
 
 def _lost(database: Database, error: DBAPIError) -> bool:
     return bool(error.connection_invalidated) or database.profile.is_unreachable(error.orig or error)
 
 
-class _ThreadConnection(threading.local):
-    """The connection one thread keeps for one engine whose profile says so (SQLite files): a
-    pool checkout and check-in cost about as much as a small SQLite transaction. It is closed
-    when the thread ends (``weakref.finalize`` on the thread), or dropped when lost."""
+class _Slot:
+    """What one thread keeps for one engine: its Session, and its connection where kept."""
 
-    connection: Connection | None = None
-    busy = False
-    pid = 0
-    release: weakref.finalize[[Connection], threading.Thread] | None = None
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.connection: Connection | None = None
+        self.busy = False
+        self.pid = os.getpid()
+        self._finalizer: weakref.finalize[[Connection], threading.Thread] | None = None
 
-    def get(self, engine: Engine) -> Connection:
-        if self.connection is None or self.pid != os.getpid():
-            self.forget()
+    def connection_for(self, engine: Engine) -> Connection:
+        """The kept connection, connected on first use (and again after a loss)."""
+        if self.connection is None:
             self.connection = engine.connect()
-            self.pid = os.getpid()
-            self.release = weakref.finalize(threading.current_thread(), _close, self.connection)
+            self._finalizer = weakref.finalize(threading.current_thread(), _close, self.connection)
         return self.connection
 
-    def forget(self) -> None:
-        if self.release is not None:
-            self.release.detach()
-        # A connection inherited through fork() belongs to the parent: dropped, never closed here.
-        if self.connection is not None and self.pid == os.getpid():
-            _close(self.connection)
-        self.connection, self.release = None, None
+    def release(self) -> None:
+        """After a unit: unbind the Session; drop a kept connection that was lost."""
+        if self.session is not None:
+            self.session.bind = None
+        connection = self.connection
+        if connection is not None and (connection.invalidated or connection.closed):
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            _close(connection)
+            self.connection = self._finalizer = None
+
+
+class _Slots(threading.local):
+    """Each thread's ``_Slot`` of one engine; a forked child starts afresh (its parent's
+    connections are dropped, never closed, there)."""
+
+    slot: _Slot | None = None
+
+    def get(self) -> _Slot:
+        slot = self.slot
+        if slot is None or slot.pid != os.getpid():
+            slot = self.slot = _Slot()
+        return slot
 
 
 def _close(connection: Connection) -> None:
@@ -196,14 +211,14 @@ def _close(connection: Connection) -> None:
         connection.close()
 
 
-#: Per engine, its threads' kept connections.
-_kept: weakref.WeakKeyDictionary[Engine, _ThreadConnection] = weakref.WeakKeyDictionary()
-_kept_lock = threading.Lock()
+#: Per engine, its threads' slots.
+_slots: weakref.WeakKeyDictionary[Engine, _Slots] = weakref.WeakKeyDictionary()
+_slots_lock = threading.Lock()
 
 
-def _kept_connections(engine: Engine) -> _ThreadConnection:
-    with _kept_lock:
-        return _kept.setdefault(engine, _ThreadConnection())
+def _slots_of(engine: Engine) -> _Slots:
+    with _slots_lock:
+        return _slots.setdefault(engine, _Slots())
 
 
-__all__ = ["Database", "Unit", "Work"]
+__all__ = ["Database", "NeedsTransaction", "Unit", "Work"]

@@ -28,6 +28,7 @@ from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.images import Image, TaskImages, image_of_task
 from stabilize.persistence.sql.queries import WORKFLOW_EXISTS
 from stabilize.persistence.sql.types import checker
+from stabilize.persistence.sql.units import NeedsTransaction
 from stabilize.persistence.store.interface import WorkflowNotFoundError
 
 RowValues = dict[str, Any]
@@ -99,6 +100,9 @@ class WriteContext:
     connection: Connection
     profile: GenericProfile
     images: TaskImages
+    #: Whether the writes run as a unit of one statement (``Unit.WRITE_ONE``), which commits by
+    #: itself where the dialect allows: a write that finds it needs more raises ``NeedsTransaction``.
+    single: bool = False
     #: Stage id -> the version its row holds after this transaction's earlier writes.
     versions: dict[str, int] = field(default_factory=dict)
 
@@ -138,6 +142,8 @@ class WorkflowInsert:
 
     rows: list[tuple[Table, list[RowValues]]]
     tasks: list[_TaskWrite]
+    #: One INSERT per table: never a write of one statement.
+    single = False
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowInsert:
@@ -174,6 +180,7 @@ class WorkflowStateUpdate:
 
     workflow_id: str
     values: RowValues
+    single = True
 
     @classmethod
     def prepare(cls, workflow: Workflow) -> WorkflowStateUpdate:
@@ -215,17 +222,34 @@ class StageWrite:
     version: int
     phase: str | None
     state: RowValues
-    tasks: list[_TaskWrite]
+    #: The tasks whose rows change (every task of a stage this store has not read or written),
+    #: checked and encoded; the others are equal to their rows and need neither.
+    changed: list[_TaskWrite]
 
     @classmethod
-    def prepare(cls, stage: StageExecution, expected_phase: str | WorkflowStatus | None) -> StageWrite:
+    def prepare(
+        cls, stage: StageExecution, expected_phase: str | WorkflowStatus | None, images: TaskImages
+    ) -> StageWrite:
         """Check and encode the stage's state and tasks (``ValidationError`` names the value)."""
         if not isinstance(stage, StageExecution):
             raise ValidationError("stage", f"must be a StageExecution, got {type(stage).__name__}")
         phase = expected_status(expected_phase)
         state = mapping.STAGES.state_values(stage, "stage")
         version = checker(mapping.STAGES.table.c.version)(stage.version, "stage.version")
-        return cls(stage, version, phase, state, _task_writes(stage.tasks, stage.id, "stage"))
+        changed = []
+        for i, task in enumerate(stage.tasks):
+            path = f"stage.tasks[{i}]"
+            if not isinstance(task, TaskExecution):
+                raise ValidationError(path, f"must be a TaskExecution, got {type(task).__name__}")
+            image = image_of_task(task, stage.id, i, task.version)
+            if not images.unchanged(task, image):
+                changed.append(_TaskWrite(task, mapping.task_values(task, stage.id, i, path), image))
+        return cls(stage, version, phase, state, changed)
+
+    @property
+    def single(self) -> bool:
+        """One statement, the compare-and-set, when no task row changes."""
+        return not self.changed
 
     def apply(self, context: WriteContext) -> OnCommit | None:
         stage, connection = self.stage, context.connection
@@ -239,8 +263,7 @@ class StageWrite:
             images = context.images
             written = [
                 _TaskWrite(t.task, {**t.values, "version": t.values["version"] + 1}, t.image)
-                for t in self.tasks
-                if not images.unchanged(t.task, t.image)
+                for t in self.changed
             ]
             rows = [t.values for t in written]
             if rows and rowcount(connection.execute(_UPDATE_TASKS, [_task_update(r) for r in rows])) != len(
@@ -254,11 +277,15 @@ class StageWrite:
             raise ConcurrencyError(
                 f"stage {stage.id}: compare-and-set failed (expected version {expected}{phase})"
             )
-        self._insert(context, expected)
+        if context.single:
+            raise NeedsTransaction("a new stage is inserted with its edges and tasks")
+        tasks = self._insert(context, expected)
         context.versions[stage.id] = expected
-        return lambda: _remember(context.images, self.tasks)
+        return lambda: _remember(context.images, tasks)
 
-    def _insert(self, context: WriteContext, version: int) -> None:
+    def _insert(self, context: WriteContext, version: int) -> list[_TaskWrite]:
+        """Insert the stage with its edges and every task (whatever images say: a row of this
+        stage id may have been removed since they were taken)."""
         stage, connection = self.stage, context.connection
         if not stage.has_execution():
             raise ValidationError("stage.execution", f"stage {stage.id} is not attached to a workflow")
@@ -268,17 +295,19 @@ class StageWrite:
         position = connection.execute(_NEXT_POSITION, {"workflow_id": workflow_id}).scalar_one()
         values = {**mapping.stage_values(stage, workflow_id, position or 0, "stage"), "version": version}
         edges = mapping.edge_values(stage, workflow_id, "stage")
+        tasks = _task_writes(stage.tasks, stage.id, "stage")
         try:
             connection.execute(_INSERT[STAGES], [values])
             if edges:
                 connection.execute(_INSERT[EDGES], edges)
-            if self.tasks:
-                connection.execute(_INSERT[TASKS], [t.values for t in self.tasks])
+            if tasks:
+                connection.execute(_INSERT[TASKS], [t.values for t in tasks])
         except IntegrityError as exc:
             raise DuplicateError(
                 f"stage {stage.id}: ref id {stage.ref_id!r} or a task id is already stored"
                 f" in workflow {workflow_id}"
             ) from exc
+        return tasks
 
 
 def _compared_and_set(

@@ -36,9 +36,6 @@ class TaskExecution:
     _stage: weakref.ReferenceType[StageExecution] | StageExecution | None = field(
         default=None, repr=False, compare=False
     )
-    #: What the task's row held when this object was last read or written (set by the store), so
-    #: a stage write can leave an unchanged task's row alone; None: unknown, always written.
-    _row_image: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def stage(self) -> StageExecution | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, exists, insert, select
+from sqlalchemy import CTE, ColumnElement, Connection, bindparam, delete, exists, insert, select
 
 from stabilize.models.ids import new_id, now_ms
 from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.persistence.sql.step import StepPart, bind
 from stabilize.queue.interface import Delay
 from stabilize.queue.messages import Message
 from stabilize.queue.records import (
@@ -77,9 +78,58 @@ class PendingPush:
         if self.fresh or rowcount(connection.execute(_PUSH_IF_ID_FREE, self.values)) == 0:
             connection.execute(_PUSH, with_message_id(self.values, new_id()))
 
+    def step_part(self) -> StepPart:
+        """The push as CTEs of a store's step statement (``persistence.sql.step``): the insert
+        under the message's own id when it is free, else under a fresh one, written only if the
+        step's guards hold."""
+        params = dict(self.values)
+        if not self.fresh:
+            spare = with_message_id(self.values, new_id())
+            params.update(spare_message_id=spare["message_id"], spare_payload=spare["payload"])
+        return StepPart(_PushCtes(self.fresh), params, lambda counts, connection: self.committed)
+
     def committed(self) -> None:
         """Record on the message object that it was pushed (a second push gets a new id)."""
         mark_pushed(self.message)
+
+
+@dataclass(frozen=True)
+class _PushCtes:
+    """A push as CTEs: under the message's id where no queued, dead-lettered or processed message
+    has it (else, a second CTE, under the spare id)."""
+
+    fresh: bool
+
+    guarded = False
+
+    def guard(self, prefix: str) -> CTE | None:
+        return None
+
+    def dependents(self, prefix: str, ready: ColumnElement[bool]) -> list[CTE]:
+        def row(message_id: str, payload: str) -> list[Any]:
+            names = {"message_id": message_id, "payload": payload}
+            return [bind(prefix, QUEUE.c[c], names.get(c)) for c in _PUSH_COLUMNS]
+
+        if self.fresh:
+            plain = insert(QUEUE).from_select(
+                _PUSH_COLUMNS, select(*row("message_id", "payload")).where(ready)
+            )
+            return [plain.returning(QUEUE.c.id).cte(f"{prefix}push")]
+        own_id = bind(prefix, QUEUE.c.message_id)
+        free = (
+            ~exists().where(QUEUE.c.message_id == own_id),
+            ~exists().where(DEAD_LETTERS.c.message_id == own_id),
+            ~exists().where(PROCESSED.c.message_id == own_id),
+        )
+        first = (
+            insert(QUEUE)
+            .from_select(_PUSH_COLUMNS, select(*row("message_id", "payload")).where(ready, *free))
+            .returning(QUEUE.c.id)
+            .cte(f"{prefix}push")
+        )
+        spare = select(*row("spare_message_id", "spare_payload")).where(ready, ~exists(select(first.c.id)))
+        second = insert(QUEUE).from_select(_PUSH_COLUMNS, spare).returning(QUEUE.c.id).cte(f"{prefix}spare")
+        return [first, second]
 
 
 def pending_push(message: Message, delay: Delay | None = 0, *, now: int | None = None) -> PendingPush:

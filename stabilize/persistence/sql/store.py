@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, Connection, Engine, Select, bindparam, delete, func, select, update
@@ -475,9 +474,10 @@ class SqlWorkflowStore(WorkflowStore):
         if session is not None:
             after_caller_commits(session, self._db.within(session, txn.apply))
             return
+        plan = txn.plan()
         try:
-            actions = self._db.run(partial(txn.apply, single=txn.unit is Unit.WRITE_ONE), txn.unit)
-        except NeedsTransaction:  # nothing was written: the writes take more than one statement
+            actions = self._db.run(plan.run, plan.unit)
+        except NeedsTransaction:  # nothing was written: the writes need a statement each
             actions = self._db.run(txn.apply, Unit.WRITE)
         for action in actions:
             action()

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection, Engine, Executable, event
+from sqlalchemy import CTE, ColumnElement, Connection, Engine, Executable, event, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from stabilize.errors import ValidationError
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
-from stabilize.persistence.sql import mapping
+from stabilize.persistence.sql import mapping, step
 from stabilize.persistence.sql.dialects import GenericProfile, Unit
 from stabilize.persistence.sql.images import TaskImages
+from stabilize.persistence.sql.step import StepPart
 from stabilize.persistence.sql.writes import (
     OnCommit,
     StageWrite,
@@ -28,12 +30,24 @@ if TYPE_CHECKING:
     from stabilize.queue.interface import Queue
     from stabilize.queue.messages import Message
 
-Apply = Callable[[WriteContext], OnCommit | None]
-
 # The one lock order of every write path: new workflows, then workflow rows, then stages by id,
 # then the caller's own statements, queue messages and processed marks. Two steps of one workflow
 # then never hold locks the other waits for in the opposite order, so they cannot deadlock.
 NEW_WORKFLOW, WORKFLOW, STAGE, EFFECT, MESSAGE, MARK = range(6)
+
+
+class Write(Protocol):
+    """One write of a transaction, prepared (checked and encoded) when it was asked for."""
+
+    @property
+    def single(self) -> bool:
+        """Whether it is one statement (a lone one may commit by itself: ``Unit.WRITE_ONE``)."""
+
+    def apply(self, context: WriteContext) -> OnCommit | None:
+        """Run its statements; return what the commit means for the objects in memory."""
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        """The write as CTEs of a step statement (``step``), or None if it cannot be one."""
 
 
 class PendingPush(Protocol):
@@ -41,6 +55,9 @@ class PendingPush(Protocol):
 
     def write(self, connection: Connection) -> None:
         """Insert the message's row on ``connection``, inside its transaction."""
+
+    def step_part(self) -> StepPart:
+        """The insert as CTEs of a step statement (``step``)."""
 
     def committed(self) -> None:
         """Record that the row committed."""
@@ -56,6 +73,14 @@ class Outbox(Protocol):
         """Check and encode ``message`` now; write it later with ``PendingPush.write``."""
 
 
+@dataclass
+class Plan:
+    """How a transaction's writes run: the unit of work's kind, and its work."""
+
+    unit: Unit
+    run: Callable[[Connection], list[OnCommit]]
+
+
 class SqlStoreTransaction(StoreTransaction):
     """Everything of one step in one database transaction, queue messages included.
 
@@ -64,6 +89,11 @@ class SqlStoreTransaction(StoreTransaction):
     transaction runs again if the database reports a deadlock or serialization failure. A failed
     compare-and-set raises ``ConcurrencyError`` from the end of the block and writes nothing.
     Versions of the stored objects move only once the transaction has committed.
+
+    How the writes run is chosen when the block ends (``plan``): a lone write of one statement as
+    that statement (committing by itself where the dialect allows), several as one statement of
+    data-modifying CTEs where the dialect has them (``step``), else a statement per write in one
+    transaction.
 
     Messages go into ``queue_messages`` in the same transaction, so the new state never exists
     without the message that continues from it, nor the reverse. Given a queue that does not live
@@ -83,9 +113,7 @@ class SqlStoreTransaction(StoreTransaction):
         self._profile = profile
         self._images = images
         self._queue = queue
-        self._writes: list[tuple[tuple[int, str, int], Apply]] = []
-        #: Whether every write so far is one statement (then a lone one is ``Unit.WRITE_ONE``).
-        self._singles: list[bool] = []
+        self._writes: list[tuple[tuple[int, str, int], Write]] = []
         self._deferred: list[tuple[Message, float]] = []
 
     @property
@@ -105,9 +133,8 @@ class SqlStoreTransaction(StoreTransaction):
             return outbox
         return None
 
-    def _add(self, rank: int, key: str, apply: Apply, single: bool = False) -> None:
-        self._writes.append(((rank, key, len(self._writes)), apply))
-        self._singles.append(single)
+    def _add(self, rank: int, key: str, write: Write) -> None:
+        self._writes.append(((rank, key, len(self._writes)), write))
 
     # -- the step's writes ------------------------------------------------------------------
 
@@ -117,7 +144,7 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value of the workflow cannot be stored (named by its path).
         """
-        self._add(NEW_WORKFLOW, workflow.id, WorkflowInsert.prepare(workflow).apply)
+        self._add(NEW_WORKFLOW, workflow.id, WorkflowInsert.prepare(workflow))
 
     def update_workflow_status(self, workflow: Workflow) -> None:
         """Rewrite the workflow's status, times, cancellation and pause details.
@@ -125,7 +152,7 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value cannot be stored.
         """
-        self._add(WORKFLOW, workflow.id, WorkflowStateUpdate.prepare(workflow).apply, single=True)
+        self._add(WORKFLOW, workflow.id, WorkflowStateUpdate.prepare(workflow))
 
     def store_stage(self, stage: StageExecution, expected_phase: str | WorkflowStatus | None = None) -> None:
         """Compare-and-set the stage (on ``version``, and on status with ``expected_phase``) and
@@ -134,13 +161,12 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value cannot be stored, or ``expected_phase`` is not a status.
         """
-        write = StageWrite.prepare(stage, expected_phase, self._images)
-        self._add(STAGE, stage.id, write.apply, single=write.single)
+        self._add(STAGE, stage.id, StageWrite.prepare(stage, expected_phase, self._images))
 
     def execute(self, statement: Executable) -> None:
         """Run ``statement`` in this transaction: an effect that must commit with the step, or not
         at all (it runs after the step's stage writes, and again if the transaction is retried)."""
-        self._add(EFFECT, "", lambda context: _execute(context, statement))
+        self._add(EFFECT, "", _Effect(statement))
 
     def push_message(self, message: Message, delay: float = 0) -> None:
         """Queue ``message`` with this transaction (after ``delay`` seconds).
@@ -155,15 +181,14 @@ class SqlStoreTransaction(StoreTransaction):
                 raise ValueError("queue: this transaction has no queue to push messages to")
             self._deferred.append((message, delay))
             return
-        pending = outbox.pending_push(message, delay)
-        self._add(MESSAGE, "", lambda context: _push(context, pending), single=True)
+        self._add(MESSAGE, "", _Push(outbox.pending_push(message, delay)))
 
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
         """Record ``message_id`` as processed when this transaction commits (idempotent)."""
         values = mapping.processed_message_values(message_id, handler_type, execution_id)
-        self._add(MARK, message_id, lambda context: _mark(context, values), single=True)
+        self._add(MARK, message_id, _Mark(values))
 
     # -- what the store calls ----------------------------------------------------------------
 
@@ -172,43 +197,119 @@ class SqlStoreTransaction(StoreTransaction):
         """Whether the block asked for nothing to be written."""
         return not self._writes and not self._deferred
 
-    @property
-    def unit(self) -> Unit:
-        """``Unit.WRITE_ONE`` for a lone write of one statement (it may commit by itself), else
+    def _ordered(self) -> list[Write]:
+        return [write for _, write in sorted(self._writes, key=lambda entry: entry[0])]
+
+    def plan(self) -> Plan:
+        """How the writes run (see the class docstring). A plan whose unit is ``Unit.WRITE_ONE``
+        may raise ``NeedsTransaction``, having written nothing: then run ``apply`` as a
         ``Unit.WRITE``."""
-        return Unit.WRITE_ONE if self._singles == [True] and not self._deferred else Unit.WRITE
+        writes = self._ordered()
+        if len(writes) == 1 and writes[0].single:
+            return Plan(Unit.WRITE_ONE, lambda connection: self.apply(connection, single=True))
+        # A row written twice in one statement takes one of the writes only (PostgreSQL docs,
+        # "Data-Modifying Statements in WITH"): a step that writes a row twice runs write by write.
+        keyed = [(rank, key) for (rank, key, _), _ in self._writes if rank in (WORKFLOW, STAGE, MARK)]
+        if self._profile.step_insert is not None and len(keyed) == len(set(keyed)):
+            parts = [write.step_part(self._profile, self._images) for write in writes]
+            if all(part is not None for part in parts):
+                known = [part for part in parts if part is not None]
+                unit = Unit.WRITE_ONE if step.guards(known) <= 1 else Unit.WRITE
+                return Plan(unit, lambda connection: self._after(step.run(connection, known)))
+        return Plan(Unit.WRITE, self.apply)
 
     def apply(self, connection: Connection, single: bool = False) -> list[OnCommit]:
-        """Run every write in lock order on ``connection``; return what to do once the commit
-        succeeded. ``single``: the writes run as ``Unit.WRITE_ONE`` (see ``unit``)."""
+        """Run every write in lock order on ``connection``, a statement or a few each; return what
+        to do once the commit succeeded. ``single``: the writes run as ``Unit.WRITE_ONE``."""
         context = WriteContext(connection, self._profile, self._images, single=single)
         on_commit = []
-        for _, apply in sorted(self._writes, key=lambda write: write[0]):
-            after = apply(context)
+        for write in self._ordered():
+            after = write.apply(context)
             if after is not None:
                 on_commit.append(after)
+        return self._after(on_commit)
+
+    def _after(self, on_commit: list[OnCommit]) -> list[OnCommit]:
         queue, deferred = self._queue, list(self._deferred)
         if deferred and queue is not None:
             on_commit.append(lambda: _push_after(queue, deferred))
         return on_commit
 
 
-def _execute(context: WriteContext, statement: Executable) -> None:
-    context.connection.execute(statement)
+@dataclass
+class _Effect:
+    """A caller's statement (``execute``): any number of rows, never part of a step statement."""
+
+    statement: Executable
+    single = False
+
+    def apply(self, context: WriteContext) -> OnCommit | None:
+        context.connection.execute(self.statement)
+        return None
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        return None
 
 
-def _push(context: WriteContext, pending: PendingPush) -> OnCommit:
-    pending.write(context.connection)
-    return pending.committed
+@dataclass
+class _Push:
+    """A message for the queue's table, written by the queue's own statements."""
+
+    pending: PendingPush
+    single = True
+
+    def apply(self, context: WriteContext) -> OnCommit | None:
+        self.pending.write(context.connection)
+        return self.pending.committed
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        return self.pending.step_part()
+
+
+@dataclass
+class _Mark:
+    """A processed mark: inserted unless the message id is marked already."""
+
+    values: dict[str, Any]
+    single = True
+
+    def apply(self, context: WriteContext) -> OnCommit | None:
+        context.profile.insert_ignore(
+            context.connection, mapping.PROCESSED_TABLE, [self.values], ("message_id",)
+        )
+        return None
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        return StepPart(_MarkCtes(profile.step_insert), self.values, lambda counts, connection: None)
+
+
+@dataclass(frozen=True)
+class _MarkCtes:
+    """A processed mark as a CTE: ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``."""
+
+    insert: Any
+
+    guarded = False
+
+    def guard(self, prefix: str) -> CTE | None:
+        return None
+
+    def dependents(self, prefix: str, ready: ColumnElement[bool]) -> list[CTE]:
+        table = mapping.PROCESSED_TABLE
+        columns = [c.key for c in table.columns]
+        values = select(*(step.bind(prefix, table.c[c]) for c in columns)).where(ready)
+        statement = (
+            self.insert(table)
+            .from_select(columns, values)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(table.c.message_id)
+        )
+        return [statement.cte(f"{prefix}mark")]
 
 
 def _push_after(queue: Queue, messages: list[tuple[Message, float]]) -> None:
     for message, delay in messages:
         queue.push(message, delay)
-
-
-def _mark(context: WriteContext, values: dict[str, Any]) -> None:
-    context.profile.insert_ignore(context.connection, mapping.PROCESSED_TABLE, [values], ("message_id",))
 
 
 # -- a caller's Session ---------------------------------------------------------------------------
@@ -241,11 +342,13 @@ def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
 
 
 def check_joinable(session: Session, engine: Engine) -> None:
-    """Refuse a Session that is not on the store's database: its writes and ours would be two
-    transactions, and atomicity a promise nobody keeps."""
+    """Refuse a Session that is not on the store's engine (its pool): its writes and ours would be
+    two transactions, maybe on two databases (two engines on ``sqlite:///:memory:`` are two), and
+    atomicity a promise nobody keeps."""
     if not isinstance(session, Session):
         raise ValidationError("session", f"must be a SQLAlchemy Session, got {type(session).__name__}")
     bind = session.get_bind()
     bound = bind.engine if isinstance(bind, Connection) else bind
-    if bound is not engine and getattr(bound, "url", None) != engine.url:
-        raise ValidationError("session", "is bound to another database than the store's")
+    if getattr(bound, "pool", None) is not engine.pool:
+        problem = "is bound to another engine than the store's: bind it to store.engine (or its Connection)"
+        raise ValidationError("session", problem)

@@ -10,11 +10,11 @@ transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import CTE, ColumnElement, Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from stabilize.errors import ConcurrencyError, DuplicateError, ValidationError
@@ -27,6 +27,7 @@ from stabilize.persistence.sql.dialects import GenericProfile
 from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.images import Image, TaskImages, image_of_task
 from stabilize.persistence.sql.queries import WORKFLOW_EXISTS
+from stabilize.persistence.sql.step import StepPart, bind
 from stabilize.persistence.sql.types import checker
 from stabilize.persistence.sql.units import NeedsTransaction
 from stabilize.persistence.store.interface import WorkflowNotFoundError
@@ -167,6 +168,10 @@ class WorkflowInsert:
         rows = [(WORKFLOWS, [row]), (STAGES, stages), (EDGES, edges), (TASKS, [t.values for t in tasks])]
         return cls(rows, tasks)
 
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        """None: a batch INSERT per table is no CTE."""
+        return None
+
     def apply(self, context: WriteContext) -> OnCommit | None:
         for table, values in self.rows:
             if values:
@@ -193,6 +198,36 @@ class WorkflowStateUpdate:
         if rowcount(result) == 0:
             raise WorkflowNotFoundError(self.workflow_id)
         return None
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        """The update as a guard of a step statement (``step``)."""
+
+        def finished(counts: Sequence[int], connection: Connection) -> OnCommit | None:
+            if counts[0] != 1:
+                raise WorkflowNotFoundError(self.workflow_id)
+            return None
+
+        return StepPart(_WorkflowCtes(), {**self.values, "key_id": self.workflow_id}, finished)
+
+
+@dataclass(frozen=True)
+class _WorkflowCtes:
+    """``update_status`` as a CTE: a guard."""
+
+    guarded = True
+
+    def guard(self, prefix: str) -> CTE | None:
+        state = mapping.WORKFLOWS.state
+        statement = (
+            update(WORKFLOWS)
+            .where(WORKFLOWS.c.id == bind(prefix, WORKFLOWS.c.id, "key_id"))
+            .values({c: bind(prefix, WORKFLOWS.c[c]) for c in state})
+            .returning(WORKFLOWS.c.id)
+        )
+        return statement.cte(f"{prefix}workflow")
+
+    def dependents(self, prefix: str, ready: ColumnElement[bool]) -> list[CTE]:
+        return []
 
 
 def expected_status(expected_phase: str | WorkflowStatus | None) -> str | None:
@@ -235,7 +270,9 @@ class StageWrite:
             raise ValidationError("stage", f"must be a StageExecution, got {type(stage).__name__}")
         phase = expected_status(expected_phase)
         state = mapping.STAGES.state_values(stage, "stage")
-        version = checker(mapping.STAGES.table.c.version)(stage.version, "stage.version")
+        check_version = checker(mapping.STAGES.table.c.version)
+        version = check_version(stage.version, "stage.version")
+        check_version(version + 1, "stage.version")  # the version a compare-and-set writes
         changed = []
         for i, task in enumerate(stage.tasks):
             path = f"stage.tasks[{i}]"
@@ -243,7 +280,9 @@ class StageWrite:
                 raise ValidationError(path, f"must be a TaskExecution, got {type(task).__name__}")
             image = image_of_task(task, stage.id, i, task.version)
             if not images.unchanged(task, image):
-                changed.append(_TaskWrite(task, mapping.task_values(task, stage.id, i, path), image))
+                values = mapping.task_values(task, stage.id, i, path)
+                check_version(values["version"] + 1, f"{path}.version")  # what its write moves it to
+                changed.append(_TaskWrite(task, values, image))
         return cls(stage, version, phase, state, changed)
 
     @property
@@ -272,16 +311,47 @@ class StageWrite:
                 context.profile.upsert(connection, TASKS, rows, ("id",), _TASK_UPSERT_COLUMNS)
             context.versions[stage.id] = expected + 1
             return lambda: _compared_and_set(stage, expected + 1, images, written)
-        if connection.execute(_STAGE_VERSION, {"stage_id": stage.id}).first() is not None:
-            phase = f" and status {self.phase}" if self.phase is not None else ""
-            raise ConcurrencyError(
-                f"stage {stage.id}: compare-and-set failed (expected version {expected}{phase})"
-            )
         if context.single:
-            raise NeedsTransaction("a new stage is inserted with its edges and tasks")
+            self._refused(connection, expected)
+        if connection.execute(_STAGE_VERSION, {"stage_id": stage.id}).first() is not None:
+            self._refused(connection, expected)
         tasks = self._insert(context, expected)
         context.versions[stage.id] = expected
         return lambda: _remember(context.images, tasks)
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        """The compare-and-set as the guard of a step statement, each changed task an upsert that
+        depends on it (``step``); None where the dialect has no upsert to build it with."""
+        insert_ = profile.step_insert
+        if insert_ is None:
+            return None
+        stage, version = self.stage, self.version
+        params = {**self.state, "version": version + 1, "key_id": stage.id, "cas_version": version}
+        if self.phase is not None:
+            params["cas_phase"] = self.phase
+        written = [
+            _TaskWrite(t.task, {**t.values, "version": t.values["version"] + 1}, t.image)
+            for t in self.changed
+        ]
+        for j, task in enumerate(written):
+            params.update({f"t{j}_{key}": value for key, value in task.values.items()})
+
+        def finished(counts: Sequence[int], connection: Connection) -> OnCommit | None:
+            if counts[0] != 1:
+                self._refused(connection, version)
+            return lambda: _compared_and_set(stage, version + 1, images, written)
+
+        return StepPart(_StageCtes(self.phase is not None, len(written), insert_), params, finished)
+
+    def _refused(self, connection: Connection, expected: int) -> None:
+        """The compare-and-set matched nothing: a lost race (``ConcurrencyError``), or a stage
+        not stored yet, which only a transaction can insert (``NeedsTransaction``)."""
+        if connection.execute(_STAGE_VERSION, {"stage_id": self.stage.id}).first() is not None:
+            phase = f" and status {self.phase}" if self.phase is not None else ""
+            raise ConcurrencyError(
+                f"stage {self.stage.id}: compare-and-set failed (expected version {expected}{phase})"
+            )
+        raise NeedsTransaction("a new stage is inserted with its edges and tasks")
 
     def _insert(self, context: WriteContext, version: int) -> list[_TaskWrite]:
         """Insert the stage with its edges and every task (whatever images say: a row of this
@@ -308,6 +378,49 @@ class StageWrite:
                 f" in workflow {workflow_id}"
             ) from exc
         return tasks
+
+
+@dataclass(frozen=True)
+class _StageCtes:
+    """``store_stage`` as CTEs: the compare-and-set (a guard), then an upsert per changed task."""
+
+    phase: bool
+    tasks: int
+    insert: Callable[[Table], Any]
+
+    guarded = True
+
+    def guard(self, prefix: str) -> CTE | None:
+        where = [
+            STAGES.c.id == bind(prefix, STAGES.c.id, "key_id"),
+            STAGES.c.version == bind(prefix, STAGES.c.version, "cas_version"),
+        ]
+        if self.phase:
+            where.append(STAGES.c.status == bind(prefix, STAGES.c.status, "cas_phase"))
+        return (
+            update(STAGES)
+            .where(*where)
+            .values({c: bind(prefix, STAGES.c[c]) for c in _STAGE_CAS})
+            .returning(STAGES.c.id)
+            .cte(f"{prefix}cas")
+        )
+
+    def dependents(self, prefix: str, ready: ColumnElement[bool]) -> list[CTE]:
+        ctes = []
+        columns = [c.key for c in TASKS.columns]
+        for j in range(self.tasks):
+            task = f"{prefix}t{j}_"
+            upsert = self.insert(TASKS)
+            values = select(*(bind(task, TASKS.c[c]) for c in columns)).where(ready)
+            statement = (
+                upsert.from_select(columns, values)
+                .on_conflict_do_update(
+                    index_elements=["id"], set_={c: upsert.excluded[c] for c in _TASK_UPSERT_COLUMNS}
+                )
+                .returning(TASKS.c.id)
+            )
+            ctes.append(statement.cte(f"{task}task"))
+        return ctes
 
 
 def _compared_and_set(

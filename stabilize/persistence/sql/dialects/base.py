@@ -141,6 +141,11 @@ class GenericProfile:
         so a queue claim is one statement (``queue.claim.ReturningClaimer``)."""
         return False
 
+    #: The dialect's ``INSERT`` construct with ``on_conflict_do_*`` when it writes with data-modifying
+    #: CTEs (``INSERT``/``UPDATE ... RETURNING`` inside ``WITH``), so a step of several writes is
+    #: one statement (``step``); None where it does not.
+    step_insert: Any = None
+
     #: Whether recursive queries (the ancestors of a stage) should take each step through a
     #: LATERAL subquery, forcing one index probe per row found; for planners that would rather
     #: rescan a whole range at every step (PostgreSQL). Needs LATERAL support.

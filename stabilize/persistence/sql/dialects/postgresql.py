@@ -56,6 +56,8 @@ class PostgresProfile(OnConflictProfile):
 
     #: Each step of a recursive CTE otherwise hash-joins with every edge of the workflow.
     lateral_recursion = True
+    #: Data-modifying statements in WITH (PostgreSQL docs, "7.8.4"): a step is one statement.
+    step_insert = staticmethod(pg_insert)
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         return True

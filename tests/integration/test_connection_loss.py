@@ -9,8 +9,12 @@ never rerun: it fails with ``DatabaseUnavailableError`` and the next call works.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from stabilize.errors import DatabaseUnavailableError
@@ -51,24 +55,47 @@ def drop_other_connections(url: str, dialect: str) -> int:
     return count
 
 
+@contextmanager
+def invalidations(engine: Engine) -> Iterator[list[Any]]:
+    """The pooled connections the engine finds dead and drops (SQLAlchemy's ``invalidate`` pool
+    event: a statement that failed on a lost connection, or a checkout ping that did)."""
+    dropped: list[Any] = []
+
+    def record(_dbapi_connection: Any, _record: Any, exception: Any) -> None:
+        dropped.append(exception)
+
+    event.listen(engine, "invalidate", record)
+    try:
+        yield dropped
+    finally:
+        event.remove(engine, "invalidate", record)
+
+
 def test_reads_and_transactions_rerun_on_a_fresh_connection(url: str, dialect: str) -> None:
     store = SqlWorkflowStore(url)
     workflow = chain(3, 2)
     store.store(workflow)
 
-    assert drop_other_connections(url, dialect) >= 1  # the store's pooled connection among them
-    assert store.retrieve(workflow.id) == workflow
+    with invalidations(store.engine) as dropped:
+        assert drop_other_connections(url, dialect) >= 1  # the store's pooled connection among them
+        assert store.retrieve(workflow.id) == workflow
+        # The drop really killed a connection the store held: it was found dead and replaced.
+        after_retrieve = len(dropped)
+        assert after_retrieve >= 1
 
-    drop_other_connections(url, dialect)
-    assert store.get_merged_ancestor_outputs(workflow.id, workflow.stages[-1].ref_id) == {}
+        drop_other_connections(url, dialect)
+        assert store.get_merged_ancestor_outputs(workflow.id, workflow.stages[-1].ref_id) == {}
+        after_merge = len(dropped)
+        assert after_merge > after_retrieve
 
-    stage = workflow.stages[0]
-    stage.status = WorkflowStatus.RUNNING
-    workflow.status = WorkflowStatus.RUNNING
-    drop_other_connections(url, dialect)
-    with store.transaction() as txn:  # two statements: a transaction, never committed by itself
-        txn.store_stage(stage, expected_phase="NOT_STARTED")
-        txn.update_workflow_status(workflow)
+        stage = workflow.stages[0]
+        stage.status = WorkflowStatus.RUNNING
+        workflow.status = WorkflowStatus.RUNNING
+        drop_other_connections(url, dialect)
+        with store.transaction() as txn:  # two guarded writes: a transaction, never committed by itself
+            txn.store_stage(stage, expected_phase="NOT_STARTED")
+            txn.update_workflow_status(workflow)
+        assert len(dropped) > after_merge
     assert stage.version == 1
     assert store.retrieve(workflow.id).stages[0].version == 1  # written once, not twice
 
@@ -98,18 +125,24 @@ def test_a_write_that_commits_by_itself_is_never_rerun(url: str, dialect: str) -
     queue.clear()
     queue.push(StartWorkflow(execution_id="warm"))  # a pooled connection to drop
 
-    drop_other_connections(url, dialect)
+    with invalidations(queue.engine) as dropped:
+        assert drop_other_connections(url, dialect) >= 1
+        try_the_push(queue, dialect)
+        assert len(dropped) >= 1  # the push met a dropped connection
+
+    queue.push(StartWorkflow(execution_id="next"))
+    found = [queue.poll_one() for _ in range(queue.size())]
+    assert sorted(m.execution_id for m in found if m is not None) == sorted(  # type: ignore[attr-defined]
+        {"warm", "next"} if dialect == "postgresql" else {"warm", "lost", "next"}
+    )
+
+
+def try_the_push(queue: SqlQueue, dialect: str) -> None:
     if dialect == "postgresql":
         # The push commits by itself (autocommit): it fails clearly rather than risk a second copy.
         with pytest.raises(DatabaseUnavailableError, match="unavailable"):
             queue.push(StartWorkflow(execution_id="lost"))
-        expected = {"warm", "next"}
     else:
         # MariaDB's autocommit switch costs a round trip, so a push is an ordinary transaction:
         # it never reached COMMIT, and runs again on a fresh connection.
         queue.push(StartWorkflow(execution_id="lost"))
-        expected = {"warm", "lost", "next"}
-
-    queue.push(StartWorkflow(execution_id="next"))
-    found = [queue.poll_one() for _ in range(queue.size())]
-    assert sorted(m.execution_id for m in found if m is not None) == sorted(expected)  # type: ignore[attr-defined]

@@ -3,8 +3,10 @@
 A child process loops "compare-and-set the stage, push a message for it" in store transactions
 and is killed, many times over, at a random moment: between transactions, mid-statement or
 mid-commit. Whatever was cut short, the stage's version must equal the number of messages queued
-for it, since each committed transaction added exactly one of each. The random delay before a
-kill is chaos, not synchronisation: the child reports when it is looping, and every wait is bounded.
+for it and the write count its context holds, since each committed transaction added exactly one
+of each; every round's child committed at least once, so the version grows every round. The
+random delay before a kill is chaos, not synchronisation: the child reports when it is looping,
+and every wait is bounded.
 """
 
 from __future__ import annotations
@@ -40,19 +42,22 @@ def _loop_until_killed(url: str, stage_id: str, committed: Any) -> None:
         committed.set()  # the parent kills only a child that has got going
 
 
-def version_and_queued(store: SqlWorkflowStore, stage_id: str, workflow_id: str) -> tuple[int, int]:
-    """The stage's version and the messages queued for its workflow, read in one statement: one
-    snapshot, so a commit the killed child had already sent cannot land between the two reads."""
-    version = select(StageRow.version).where(StageRow.id == stage_id).scalar_subquery()
+def version_writes_and_queued(
+    store: SqlWorkflowStore, stage_id: str, workflow_id: str
+) -> tuple[int, int, int]:
+    """The stage's version, the write count its context holds, and the messages queued for its
+    workflow, read in one statement: one snapshot, so a commit the killed child had already sent
+    cannot land between the reads."""
+    row = select(StageRow.version, StageRow.context).where(StageRow.id == stage_id).subquery()
     queued = (
         select(func.count())
         .select_from(QueueMessageRow)
-        .where(QueueMessageRow.execution_id == workflow_id)
+        .where(QueueMessageRow.execution_id == workflow_id, QueueMessageRow.message_type == "StartStage")
         .scalar_subquery()
     )
     with store.engine.connect() as connection:
-        found, count = connection.execute(select(version, queued)).one()
-        return int(found), int(count)
+        version, context, count = connection.execute(select(row.c.version, row.c.context, queued)).one()
+        return int(version), int(context.get("writes", 0)), int(count)
 
 
 @pytest.mark.parametrize("dialect", FILE_OR_SERVER_DIALECTS, indirect=True)
@@ -62,7 +67,7 @@ def test_sigkill_never_separates_a_stage_write_from_its_message(store: SqlWorkfl
     store.store(workflow)
     context = multiprocessing.get_context("spawn")
     chaos = random.Random()
-    survived = 0
+    last_version = 0
     for _ in range(ROUNDS):
         committed = context.Event()
         child = context.Process(target=_loop_until_killed, args=(url, stage.id, committed))
@@ -77,7 +82,13 @@ def test_sigkill_never_separates_a_stage_write_from_its_message(store: SqlWorkfl
                 child.kill()
                 child.join(5)
         assert child.exitcode == -signal.SIGKILL
-        version, queued = version_and_queued(store, stage.id, workflow.id)
-        assert version == queued > 0
-        survived += 1
-    assert survived == ROUNDS
+        version, writes, queued = version_writes_and_queued(store, stage.id, workflow.id)
+        # One message per committed write, and the stage's state is that of its last write.
+        assert version == writes == queued
+        # This round's child committed at least once, on top of every earlier round's commits.
+        assert version > last_version
+        last_version = version
+    # Every queued message is whole: each one decodes to a StartStage for the stage.
+    queue = SqlQueue(url)
+    delivered = [queue.poll_one() for _ in range(last_version)]
+    assert all(isinstance(m, StartStage) and m.stage_id == stage.id for m in delivered)

@@ -36,7 +36,16 @@ def test_every_field_round_trips(store: SqlWorkflowStore) -> None:
     # Dataclass equality covers every field of the workflow, its trigger and paused details,
     # every stage (requisite sets, synthetic owner, versions) and every task.
     assert loaded == original
-    assert loaded is not original
+    # Read from the database, not handed back from memory: a graph of its own, linked to itself,
+    # whose documents are not the original's (changing one leaves the other as it was).
+    assert back_references_ok(loaded)
+    assert all(got is not want for got, want in zip(loaded.stages, original.stages, strict=True))
+    loaded.context["rich"]["numbers"].append("changed")
+    loaded.stages[1].outputs["artifacts"].append("c.tar")
+    assert original.context["rich"]["numbers"][-1] == 123456.789
+    assert original.stages[1].outputs["artifacts"] == ["a.tar", "b.tar"]
+    assert store.retrieve(original.id) == original
+    loaded = store.retrieve(original.id)
     assert loaded.trigger == original.trigger
     assert loaded.paused == original.paused
     for got, want in zip(loaded.stages, original.stages, strict=True):

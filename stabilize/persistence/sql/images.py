@@ -11,6 +11,7 @@ document with the task, and such a task (a failure) is rare enough to rewrite.
 from __future__ import annotations
 
 import weakref
+from operator import attrgetter
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,21 +26,35 @@ _KEYS = ("stage_id", "position", *(k for k in TASKS.state if k != _DETAILS), "ve
 _COLUMNS = [c.key for c in TASKS.table.columns]
 _ROW_INDEXES = tuple(_COLUMNS.index(key) for key in _KEYS)
 _DETAILS_INDEX = _COLUMNS.index(_DETAILS)
-_TASK_FIELDS = _KEYS[2:-1]
+_TASK_FIELDS = attrgetter(*_KEYS[2:-1])
+
+
+def _typed(values: tuple[Any, ...]) -> Image:
+    # The values' types too: ``1 == True`` and ``2.0 == 2``, but a task holding 1 in a boolean
+    # field, or a float in an integer one, is not its row, and must be checked (and refused).
+    return (*values, *map(type, values))
 
 
 def image_of_row(row: Sequence[Any]) -> Image | None:
     """The image of a row of ``select(tasks)`` as the codec read it; None when it has details."""
     if row[_DETAILS_INDEX]:
         return None
-    return tuple(row[i] for i in _ROW_INDEXES)
+    return _typed(tuple(row[i] for i in _ROW_INDEXES))
 
 
 def image_of_task(task: TaskExecution, stage_id: str, position: int, version: int) -> Image | None:
     """The image the task's row has once written at ``position`` of ``stage_id`` with ``version``."""
     if task.task_exception_details:
         return None
-    return (stage_id, position, *(getattr(task, key) for key in _TASK_FIELDS), version)
+    return _typed((stage_id, position, *_TASK_FIELDS(task), version))
+
+
+def with_version(image: Image | None, version: int) -> Image | None:
+    """``image`` with another version (a write moved it)."""
+    if image is None:
+        return None
+    half = len(image) // 2
+    return _typed((*image[: half - 1], version))
 
 
 class TaskImages:

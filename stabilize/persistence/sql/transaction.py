@@ -350,5 +350,5 @@ def check_joinable(session: Session, engine: Engine) -> None:
     bind = session.get_bind()
     bound = bind.engine if isinstance(bind, Connection) else bind
     if getattr(bound, "pool", None) is not engine.pool:
-        problem = "is bound to another engine than the store's: bind it to store.engine (or its Connection)"
+        problem = "is bound to another database (engine) than the store's: bind it to store.engine"
         raise ValidationError("session", problem)

@@ -25,7 +25,7 @@ from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping
 from stabilize.persistence.sql.dialects import GenericProfile
 from stabilize.persistence.sql.dialects.base import rowcount
-from stabilize.persistence.sql.images import Image, TaskImages, image_of_task
+from stabilize.persistence.sql.images import Image, TaskImages, image_of_task, with_version
 from stabilize.persistence.sql.queries import WORKFLOW_EXISTS
 from stabilize.persistence.sql.step import StepPart, bind
 from stabilize.persistence.sql.types import checker
@@ -133,8 +133,7 @@ def _remember(images: TaskImages, written: list[_TaskWrite]) -> None:
     for write in written:
         version = write.values["version"]
         write.task.version = version
-        image = write.image
-        images.remember(write.task, None if image is None else (*image[:-1], version))
+        images.remember(write.task, with_version(write.image, version))
 
 
 @dataclass

@@ -142,6 +142,8 @@ def test_a_wrong_url_fails_in_one_line_without_the_password(bad_url: str) -> Non
 def test_demo_runs_to_completion(url: str) -> None:
     result = run(url, "demo", "--workers", "2", "--stages", "5")
     assert result.code == 0, result.err
+    assert "(5 stages, plus 1 synthetic)" in result.out  # --stages counts the DAG's stages
+    assert "stage combine SUCCEEDED (5/5 done)" in result.out  # outside a terminal: a line per stage
     assert "SUCCEEDED" in result.out
     assert "merged outputs of the ancestors of 'combine'" in result.out
     merged = json.loads(result.out[result.out.index("{", result.out.index("merged outputs")) :])

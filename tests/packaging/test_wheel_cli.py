@@ -97,3 +97,8 @@ def test_stabilize_db_from_the_wheel(installed: Installed) -> None:
     assert "matches the models" in installed.run("stabilize", "--url", url, "db", "check").stdout
     offline = installed.run("stabilize", "--url", "postgresql://deploy@db:5432/app", "db", "upgrade", "--sql")
     assert "JSONB" in offline.stdout and "alembic_version" in offline.stdout
+
+
+def test_the_license_is_an_spdx_expression(installed: Installed) -> None:
+    code = "from importlib.metadata import metadata; print(metadata('stabilize-store')['License-Expression'])"
+    assert installed.run("python", "-c", code).stdout.strip() == "Apache-2.0"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,63 +41,57 @@ class Installed:
         return Path(self.run("python", "-c", code).stdout.strip())
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    tmp = tmp_path_factory.mktemp("wheel-cli")
-    dist = tmp / "dist"
+@pytest.fixture
+def installed(tmp_path: Path) -> Installed:
+    """The wheel built from this tree, installed with its ``cli`` extra in a fresh venv."""
+    dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
         check=True,
         capture_output=True,
     )
     wheel = next(dist.glob("*.whl"))
-    venv = tmp / "venv"
+    venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[cli]"]
     subprocess.run(pip, check=True, capture_output=True)
-    work = tmp / "elsewhere"
+    work = tmp_path / "elsewhere"
     work.mkdir()
-    yield Installed(venv / "bin", work)
+    return Installed(venv / "bin", work)
 
 
-def test_alembic_runs_from_the_packaged_ini(installed: Installed) -> None:
+# One test, so the wheel is built once whichever xdist worker runs it.
+def test_migrations_from_the_wheel_alone(installed: Installed) -> None:
+    # Alembic's own command, with the ini the package ships.
     ini = installed.packaged_ini
     assert "site-packages" in str(ini) and ini.is_file()
     url = f"url=sqlite:///{installed.work / 'alembic.db'}"
     installed.run("alembic", "-c", str(ini), "-x", url, "upgrade", "head")
-    shown = installed.run("alembic", "-c", str(ini), "-x", url, "current")
-    assert "(head)" in shown.stdout
+    assert "(head)" in installed.run("alembic", "-c", str(ini), "-x", url, "current").stdout
 
-
-def test_alembic_runs_with_an_ini_without_logging_sections(installed: Installed) -> None:
+    # An ini without logging sections (this once failed with KeyError: 'formatters').
     minimal = installed.work / "minimal.ini"
-    minimal.write_text(f"[alembic]\nscript_location = {installed.packaged_ini.parent}\n")
+    minimal.write_text(f"[alembic]\nscript_location = {ini.parent}\n")
     url = f"url=sqlite:///{installed.work / 'minimal.db'}"
-    installed.run("alembic", "-c", str(minimal), "-x", url, "upgrade", "head")  # once: KeyError 'formatters'
+    installed.run("alembic", "-c", str(minimal), "-x", url, "upgrade", "head")
     offline = installed.run(
         "alembic", "-c", str(minimal), "-x", "url=mysql://u@h/db", "upgrade", "head", "--sql"
     )
     assert "CREATE TABLE workflows" in offline.stdout
 
-
-def test_stabilize_db_from_the_wheel(installed: Installed) -> None:
+    # stabilize db: heads, stamp, upgrade, check, offline SQL.
     url = f"sqlite:///{installed.work / 'cli.db'}"
     heads = json.loads(installed.run("stabilize", "db", "heads", "--format", "json").stdout)
     assert len(heads) == 1
     installed.run("stabilize", "--url", url, "db", "stamp", "0001")
-    assert (
-        json.loads(installed.run("stabilize", "--url", url, "db", "current", "--format", "json").stdout)[
-            "current"
-        ]
-        == "0001"
-    )
+    shown = json.loads(installed.run("stabilize", "--url", url, "db", "current", "--format", "json").stdout)
+    assert shown["current"] == "0001" and shown["state"] == "behind"
     installed.run("stabilize", "--url", url, "db", "stamp", "base")
     installed.run("stabilize", "--url", url, "db", "upgrade")
     assert "matches the models" in installed.run("stabilize", "--url", url, "db", "check").stdout
     offline = installed.run("stabilize", "--url", "postgresql://deploy@db:5432/app", "db", "upgrade", "--sql")
     assert "JSONB" in offline.stdout and "alembic_version" in offline.stdout
 
-
-def test_the_license_is_an_spdx_expression(installed: Installed) -> None:
+    # The license as an SPDX expression (the table form is deprecated).
     code = "from importlib.metadata import metadata; print(metadata('stabilize-store')['License-Expression'])"
     assert installed.run("python", "-c", code).stdout.strip() == "Apache-2.0"

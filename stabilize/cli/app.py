@@ -37,6 +37,7 @@ UrlSource = Literal["--url", "STABILIZE_DATABASE_URL", "default"]
 
 
 def package_version() -> str:
+    """The installed distribution's version, for ``--version``."""
     try:
         return version("stabilize-store")
     except PackageNotFoundError:  # running from a source tree that was never installed
@@ -88,6 +89,7 @@ class Settings:
 
     @property
     def in_memory(self) -> bool:
+        """Whether the database lives in this process only (``sqlite:///:memory:``)."""
         return self.target.get_backend_name() == "sqlite" and is_memory(self.target)
 
     def announce(self) -> None:
@@ -175,6 +177,7 @@ class OneLineErrors(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        """Click's ``main``, with every failure ended here: ``error: ...`` and its exit code."""
         try:
             returned = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = returned if isinstance(returned, int) else ExitCode.OK

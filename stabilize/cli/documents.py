@@ -66,6 +66,7 @@ def _task(task: TaskExecution) -> dict[str, Any]:
 
 
 def stage_document(stage: StageExecution) -> dict[str, Any]:
+    """A stage as ``runs show --format json`` shows it, with its tasks."""
     return {
         "id": stage.id,
         "ref_id": stage.ref_id,

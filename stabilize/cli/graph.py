@@ -50,6 +50,7 @@ def _edges(workflow: Workflow) -> list[tuple[StageExecution, StageExecution, str
 
 
 def mermaid(workflow: Workflow) -> str:
+    """The run as a Mermaid flowchart: requisite edges solid, synthetic stages dotted."""
     lines = ["flowchart LR"]
     for status in sorted({s.status for s in workflow.stages}, key=lambda s: s.name):
         lines.append(f"  classDef {status.name} fill:{COLOURS[status]},color:#fff,stroke:#333")
@@ -62,6 +63,7 @@ def mermaid(workflow: Workflow) -> str:
 
 
 def dot(workflow: Workflow) -> str:
+    """The run as a Graphviz digraph: requisite edges solid, synthetic stages dotted."""
     lines = [
         "digraph workflow {",
         "  rankdir=LR;",

@@ -65,6 +65,7 @@ def when(ms: int | None) -> str:
 
 
 def duration(start: int | None, end: int | None) -> str:
+    """How long from ``start`` to ``end`` (epoch ms): ``1.5s``, ``3.2m``; ``-`` when either is unset."""
     if start is None or end is None:
         return "-"
     seconds = max(0, end - start) / 1000
@@ -72,19 +73,23 @@ def duration(start: int | None, end: int | None) -> str:
 
 
 def age(ms: int | None) -> str:
+    """An age in milliseconds for people (``-`` for None)."""
     return "-" if ms is None else duration(0, ms)
 
 
 def task_progress(stage: StageExecution) -> str:
+    """``done/total`` of the stage's tasks."""
     done = sum(1 for t in stage.tasks if t.status.is_complete)
     return f"{done}/{len(stage.tasks)}"
 
 
 def styled(status: WorkflowStatus) -> Text:
+    """The status name in its colour."""
     return Text(status.name, style=COLOURS[status])
 
 
 def waits_for(stage: StageExecution) -> str:
+    """The stage's requisite ref ids, comma-separated, in natural order."""
     return ", ".join(sorted(stage.requisite_stage_ref_ids, key=natural_key))
 
 
@@ -98,6 +103,7 @@ def _title(*parts: str | Text) -> Text:
 
 
 def workflows_table(workflows: Iterable[Workflow]) -> Table:
+    """``runs list``: one row per workflow."""
     table = Table(title="workflows (newest first)")
     _id_column(table)
     for column in ("application", "name"):
@@ -143,6 +149,7 @@ def _owner(stage: StageExecution) -> str:
 
 
 def stages_table(workflow: Workflow) -> Table:
+    """``runs show``: one row per stage, synthetic stages indented under their parent."""
     table = Table(title=_title(workflow.name, f" [{workflow.id}] ", styled(workflow.status)))
     table.add_column("stage", overflow="fold")
     table.add_column("ref", overflow="fold")
@@ -164,6 +171,7 @@ def stages_table(workflow: Workflow) -> Table:
 
 
 def stages_tree(workflow: Workflow) -> Tree:
+    """``runs show --format tree``: stages, their synthetic stages and tasks."""
     tree = Tree(_title(workflow.name, f" [{workflow.id}] ", styled(workflow.status)))
     branches: dict[str, Tree] = {}
     for depth, s in ordered_with_children(workflow):
@@ -209,6 +217,7 @@ def dag_layers(workflow: Workflow) -> Table:
 
 
 def queue_stats_table(stats: Mapping[str, Any]) -> Table:
+    """``queue stats``: one row of counts (``stats`` as ``QueueStats`` fields)."""
     table = Table(title="queue")
     for column in ("depth", "due now", "locked", "oldest", "dead letters"):
         table.add_column(column, justify="right")
@@ -223,6 +232,7 @@ def queue_stats_table(stats: Mapping[str, Any]) -> Table:
 
 
 def messages_table(rows: list[dict[str, Any]]) -> Table:
+    """``queue peek``: one row per queued message."""
     table = Table(title=f"next {len(rows)} message(s)")
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("type", overflow="fold")
@@ -242,6 +252,7 @@ def messages_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def dead_letters_table(rows: list[dict[str, Any]], total: int) -> Table:
+    """``queue dlq``: one row per dead letter, the whole last error."""
     table = Table(title=f"dead letters ({total})")
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("type", overflow="fold")

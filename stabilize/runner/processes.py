@@ -37,6 +37,7 @@ class _StoppingQueue(SqlQueue):
         self._stopping = stopping
 
     def poll_one(self) -> Message | None:
+        """The next message, or None once the worker is stopping."""
         return None if self._stopping.is_set() else super().poll_one()
 
 

@@ -59,6 +59,7 @@ def _revisions() -> tuple[str, frozenset[str]]:
 
 
 def head() -> str:
+    """The newest revision of the packaged scripts."""
     return _revisions()[0]
 
 
@@ -95,6 +96,7 @@ def history() -> list[Revision]:
 
 
 def current(engine: Engine) -> str | None:
+    """The revision recorded in the database behind ``engine`` (None for an empty one)."""
     with engine.connect() as connection:
         return current_of(connection)
 
@@ -149,11 +151,13 @@ def migrating(engine: Engine) -> Iterator[Connection]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade to ``revision`` under the migration lock."""
     with migrating(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade to ``revision`` (``base``: drop every table) under the migration lock."""
     with migrating(engine) as connection:
         command.downgrade(alembic_config(connection), revision)
 

@@ -2,8 +2,10 @@
 
 The URL comes from ``-x url=...``, else ``STABILIZE_DATABASE_URL``, else ``sqlalchemy.url``;
 code (``stabilize.persistence.sql.migrate``) may instead pass an open connection in
-``config.attributes["connection"]``. Migration scripts never import the ORM rows; only
-autogenerate compares against them, here.
+``config.attributes["connection"]``, or the URL offline mode writes for in
+``config.attributes["url"]``. Any ini works, or none: logging is configured only from an ini
+that has logging sections (the one packaged beside this file does). Migration scripts never
+import the ORM rows; only autogenerate compares against them, here.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from stabilize.persistence.sql.engine import engine_profile, install_profile, no
 from stabilize.persistence.sql.rows import Base
 
 config = context.config
-if config.config_file_name is not None and "connection" not in config.attributes:
+_LOGGING_SECTIONS = ("loggers", "handlers", "formatters")
+if (
+    config.config_file_name is not None
+    and "connection" not in config.attributes
+    and all(config.file_config.has_section(section) for section in _LOGGING_SECTIONS)
+):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
 
 
 def database_url() -> str:
-    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("STABILIZE_DATABASE_URL")
+    url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
+    url = url or os.environ.get("STABILIZE_DATABASE_URL")
     url = url or config.get_main_option("sqlalchemy.url") or "sqlite:///stabilize.db"
     return normalize_url(url).render_as_string(hide_password=False)
 

@@ -27,12 +27,25 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
+#: Offline SQL (``--sql``) for a ``mysql://`` URL, whose server may be MySQL 8 or MariaDB: each
+#: server runs only its own executable comment (MySQL runs ``/*!80000 ...*/`` and skips ``/*M!``;
+#: MariaDB skips MySQL's 5.7+ version comments and runs ``/*M!100202 ...*/``), so one script
+#: applies on both. See the servers' "executable comments" documentation.
+EITHER_SERVER_COLLATION = "/*!80000 utf8mb4_0900_bin */ /*M!100202 utf8mb4_nopad_bin */"
+
+
 def mysql_options() -> dict[str, str]:
     """InnoDB; utf8mb4 for all of Unicode; a binary NO PAD collation so ids and ref ids compare
     exactly, as on the other dialects ('a' != 'A', and 'a' != 'a ', which PAD SPACE collations
-    such as utf8mb4_bin call equal). Other dialects ignore these options."""
-    mariadb = getattr(op.get_context().dialect, "is_mariadb", False)
-    collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+    such as utf8mb4_bin call equal): utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8,
+    which has no utf8mb4_nopad_bin. Other dialects ignore these options."""
+    context = op.get_context()
+    if getattr(context.dialect, "is_mariadb", False):
+        collation = "utf8mb4_nopad_bin"
+    elif context.as_sql:  # offline: no server to ask which one this is
+        collation = EITHER_SERVER_COLLATION
+    else:
+        collation = "utf8mb4_0900_bin"
     options = {"engine": "InnoDB", "charset": "utf8mb4", "collate": collation}
     # The same options under both prefixes: a mariadb:// URL reads only the mariadb_ ones.
     return {f"{prefix}_{key}": value for prefix in ("mysql", "mariadb") for key, value in options.items()}

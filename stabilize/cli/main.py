@@ -7,6 +7,7 @@ from stabilize.cli.app import cli
 
 
 def main() -> None:
+    """Run the ``stabilize`` command (the console script's entry point)."""
     cli(prog_name="stabilize")
 
 

@@ -1,22 +1,15 @@
-"""``stabilize queue``: how deep the queue is, what comes next, and the dead letters."""
+"""``stabilize queue``: how deep the queue is, what comes next, the dead letters, and clearing it."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
-from rich.table import Table
 
-from stabilize.cli import render
+from stabilize.cli import documents, render
 from stabilize.cli.app import Settings, cli, pass_settings
-from stabilize.queue.sql import SqlQueue
-
-
-def _queue(settings: Settings) -> SqlQueue:
-    settings.store  # noqa: B018 - opening the store checks the schema is at head, with a clear error
-    return SqlQueue(settings.url)
-
-
-def _age(ms: int | None) -> str:
-    return "-" if ms is None else render.duration(0, ms)
+from stabilize.cli.errors import CliError
+from stabilize.cli.output import confirm, emit_json, emit_plain, format_option, yes_option
 
 
 @cli.group()
@@ -25,61 +18,75 @@ def queue() -> None:
 
 
 @queue.command()
+@format_option("table", "json")
 @pass_settings
-def stats(settings: Settings) -> None:
+def stats(settings: Settings, fmt: str) -> None:
     """Depth, due now, locked (in flight), age of the oldest message, dead letters."""
-    s = _queue(settings).stats()
-    table = Table(title="queue", show_header=True)
-    for column in ("depth", "due now", "locked", "oldest", "dead letters"):
-        table.add_column(column, justify="right")
-    table.add_row(str(s.depth), str(s.due_now), str(s.locked), _age(s.oldest_age_ms), str(s.dead_letters))
-    settings.print(table)
+    found = asdict(settings.queue.stats())
+    if fmt == "json":
+        emit_json(found)
+    else:
+        settings.console.print(render.queue_stats_table(found))
 
 
 @queue.command()
-@click.option("-n", "limit", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("-n", "limit", default=10, show_default=True, type=click.IntRange(1, 1000), help="How many.")
+@format_option("table", "json", "plain")
 @pass_settings
-def peek(settings: Settings, limit: int) -> None:
-    """The next messages in delivery order, without claiming them."""
-    rows = _queue(settings).peek(limit)
-    table = Table(title=f"next {len(rows)} message(s)")
-    for column in ("id", "type", "message id", "due", "attempts", "locked until"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["message_type"],
-            row["message_id"],
-            render.when(row["deliver_at"]),
-            str(row["attempts"]),
-            render.when(row["locked_until"]),
-        )
-    settings.print(table)
+def peek(settings: Settings, limit: int, fmt: str) -> None:
+    """The next messages in delivery order, without claiming them.
+
+    plain: one line per message: id, message id, type, due, attempts, locked until.
+    """
+    rows = settings.queue.peek(limit)
+    if fmt == "json":
+        emit_json([documents.pick(row, documents.MESSAGE_KEYS) for row in rows])
+    elif fmt == "plain":
+        emit_plain(documents.message_record(row) for row in rows)
+    else:
+        settings.console.print(render.messages_table(rows))
 
 
 @queue.command()
 @click.option("--replay", "replay_id", help="Requeue this dead letter (its id or message id), due now.")
-@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many.")
+@format_option("table", "json", "plain")
 @pass_settings
-def dlq(settings: Settings, replay_id: str | None, limit: int) -> None:
-    """List the dead letters, or replay one."""
-    q = _queue(settings)
+def dlq(settings: Settings, replay_id: str | None, limit: int, fmt: str) -> None:
+    """List the dead letters, newest first, or replay one.
+
+    plain: one line per dead letter: id, message id, type, attempts, execution id, failed, last error.
+    """
+    q = settings.queue
     if replay_id is not None:
         key: int | str = int(replay_id) if replay_id.isdigit() else replay_id
         if not q.replay_dlq(key):
-            raise click.ClickException(f"no dead letter {replay_id!r}")
-        settings.print(f"replayed {replay_id}")
+            raise CliError(f"--replay: no dead letter {replay_id!r}")
+        click.echo(f"replayed dead letter {replay_id}")
         return
-    table = Table(title=f"dead letters ({q.dlq_size()})")
-    for column in ("id", "type", "message id", "attempts", "failed", "last error"):
-        table.add_column(column)
-    for row in q.list_dlq(limit):
-        table.add_row(
-            str(row["id"]),
-            str(row["message_type"]),
-            str(row["message_id"]),
-            str(row["attempts"]),
-            render.when(row["failed_at"]),
-            str(row.get("last_error") or "")[:80],
-        )
-    settings.print(table)
+    rows = q.list_dlq(limit)
+    if fmt == "json":
+        emit_json([documents.pick(row, documents.DEAD_LETTER_KEYS) for row in rows])
+    elif fmt == "plain":
+        emit_plain(documents.dead_letter_record(row) for row in rows)
+    else:
+        settings.console.print(render.dead_letters_table(rows, q.dlq_size()))
+
+
+@queue.command()
+@click.option("--dead-letters", is_flag=True, help="Clear the dead letters instead of the queue.")
+@yes_option
+@pass_settings
+def clear(settings: Settings, dead_letters: bool, yes: bool) -> None:
+    """Delete every queued message (or, with --dead-letters, every dead letter).
+
+    Asks first on a terminal; needs --yes otherwise.
+    """
+    q = settings.queue
+    if dead_letters:
+        confirm(f"delete all {q.dlq_size()} dead letter(s) of {settings.shown_url}", yes)
+        click.echo(f"removed {q.clear_dlq()} dead letter(s)")
+        return
+    confirm(f"delete all {q.size()} queued message(s), in flight included, of {settings.shown_url}", yes)
+    q.clear()
+    click.echo("cleared the queue")

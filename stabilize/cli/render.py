@@ -1,15 +1,20 @@
-"""Workflows as text a person reads: a table, a tree, JSON, or a Mermaid / Graphviz picture.
+"""Workflows and queue rows as Rich tables and trees for people.
 
-Pure functions of domain objects, so each format is testable without a terminal or a database.
+Pure functions of domain objects and rows, testable without a terminal or a database. Every
+string that came from the database enters Rich as ``Text`` (never as markup), with control
+characters other than newlines shown escaped, so a stage named ``Fix [/] bracket`` or one holding
+a terminal escape sequence is shown as written.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from stabilize.models.stage import StageExecution
@@ -32,47 +37,94 @@ COLOURS: dict[WorkflowStatus, str] = {
     WorkflowStatus.CANCELED: "#6d4c41",
 }
 
+#: Control characters (but the newline) shown as ``\\xNN``: they would move the cursor or
+#: change colours on a terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if c != 0x0A}
+
+
+def shown(text: str) -> str:
+    """``text`` with control characters other than newlines escaped."""
+    return text.translate(_CONTROLS)
+
+
+def cell(text: str | None, style: str = "") -> Text:
+    """A table cell or label from data: never markup."""
+    return Text("" if text is None else shown(text), style=style)
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``work-2`` before ``work-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
 
 def when(ms: int | None) -> str:
+    """An epoch-ms time for people: ``2025-01-02 13:04:05 UTC``."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def duration(start: int | None, end: int | None) -> str:
+    """How long from ``start`` to ``end`` (epoch ms): ``1.5s``, ``3.2m``; ``-`` when either is unset."""
     if start is None or end is None:
         return "-"
     seconds = max(0, end - start) / 1000
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
+def age(ms: int | None) -> str:
+    """An age in milliseconds for people (``-`` for None)."""
+    return "-" if ms is None else duration(0, ms)
+
+
 def task_progress(stage: StageExecution) -> str:
+    """``done/total`` of the stage's tasks."""
     done = sum(1 for t in stage.tasks if t.status.is_complete)
     return f"{done}/{len(stage.tasks)}"
 
 
-def styled(status: WorkflowStatus) -> str:
-    return f"[{COLOURS[status]}]{status.name}[/]"
+def styled(status: WorkflowStatus) -> Text:
+    """The status name in its colour."""
+    return Text(status.name, style=COLOURS[status])
 
 
-def workflows_table(workflows: list[Workflow]) -> Table:
+def waits_for(stage: StageExecution) -> str:
+    """The stage's requisite ref ids, comma-separated, in natural order."""
+    return ", ".join(sorted(stage.requisite_stage_ref_ids, key=natural_key))
+
+
+def _id_column(table: Table, name: str = "id") -> None:
+    # An id is never cut or folded: other columns wrap first (a ULID is 26 characters).
+    table.add_column(name, no_wrap=True, min_width=26)
+
+
+def _title(*parts: str | Text) -> Text:
+    return Text.assemble(*[cell(p) if isinstance(p, str) else p for p in parts])
+
+
+def workflows_table(workflows: Iterable[Workflow]) -> Table:
+    """``runs list``: one row per workflow."""
     table = Table(title="workflows (newest first)")
-    for column in ("id", "application", "name", "status", "started", "duration", "stages"):
+    _id_column(table)
+    for column in ("application", "name"):
+        table.add_column(column, overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("started", "duration", "stages"):
         table.add_column(column)
     for w in workflows:
         table.add_row(
-            w.id,
-            w.application,
-            w.name,
+            cell(w.id),
+            cell(w.application),
+            cell(w.name),
             styled(w.status),
             when(w.start_time),
             duration(w.start_time, w.end_time),
-            str(len(w.stages)),
+            str(len(w.top_level_stages())),
         )
     return table
 
 
-def _ordered_with_children(workflow: Workflow) -> list[tuple[int, StageExecution]]:
+def ordered_with_children(workflow: Workflow) -> list[tuple[int, StageExecution]]:
     """Top-level stages in order, each followed by its synthetic stages (depth-first)."""
     children: dict[str | None, list[StageExecution]] = {}
     for stage in workflow.stages:
@@ -91,34 +143,44 @@ def _ordered_with_children(workflow: Workflow) -> list[tuple[int, StageExecution
     return ordered
 
 
+def _owner(stage: StageExecution) -> str:
+    owner = stage.synthetic_stage_owner
+    return f" ({owner.name.split('_')[1].lower()})" if owner else ""
+
+
 def stages_table(workflow: Workflow) -> Table:
-    table = Table(title=f"{workflow.name} [{workflow.id}] {styled(workflow.status)}")
-    for column in ("stage", "ref", "status", "started", "duration", "tasks", "waits for"):
+    """``runs show``: one row per stage, synthetic stages indented under their parent."""
+    table = Table(title=_title(workflow.name, f" [{workflow.id}] ", styled(workflow.status)))
+    table.add_column("stage", overflow="fold")
+    table.add_column("ref", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("started", "duration", "tasks"):
         table.add_column(column)
-    for depth, s in _ordered_with_children(workflow):
-        owner = f" ({s.synthetic_stage_owner.name.split('_')[1].lower()})" if s.synthetic_stage_owner else ""
+    table.add_column("waits for", overflow="fold")
+    for depth, s in ordered_with_children(workflow):
         table.add_row(
-            "  " * depth + s.name + owner,
-            "" if s.is_synthetic() else s.ref_id,
+            cell("  " * depth + s.name + _owner(s)),
+            cell("" if s.is_synthetic() else s.ref_id),
             styled(s.status),
             when(s.start_time),
             duration(s.start_time, s.end_time),
             task_progress(s),
-            ", ".join(sorted(s.requisite_stage_ref_ids)),
+            cell(waits_for(s)),
         )
     return table
 
 
 def stages_tree(workflow: Workflow) -> Tree:
-    tree = Tree(f"{workflow.name} [{workflow.id}] {styled(workflow.status)}")
+    """``runs show --format tree``: stages, their synthetic stages and tasks."""
+    tree = Tree(_title(workflow.name, f" [{workflow.id}] ", styled(workflow.status)))
     branches: dict[str, Tree] = {}
-    for depth, s in _ordered_with_children(workflow):
+    for depth, s in ordered_with_children(workflow):
         parent = branches.get(s.parent_stage_id or "") if depth else tree
-        label = f"{s.name} ({s.ref_id}) {styled(s.status)} tasks {task_progress(s)}"
+        label = _title(s.name, f" ({shown(s.ref_id)}) ", styled(s.status), f" tasks {task_progress(s)}")
         branch = (parent or tree).add(label)
         branches[s.id] = branch
         for task in s.tasks:
-            branch.add(f"[dim]{task.name}[/] {styled(task.status)}")
+            branch.add(Text.assemble(cell(task.name, "dim"), " ", styled(task.status)))
     return tree
 
 
@@ -139,102 +201,82 @@ def dag_layers(workflow: Workflow) -> Table:
     for stage in top:
         layers.setdefault(depth_of(stage), []).append(stage)
     children = {s.parent_stage_id: s for s in workflow.stages if s.parent_stage_id}
-    table = Table(
-        title=f"{workflow.name}  {styled(workflow.status)}", show_lines=False, box=None, padding=(0, 2)
-    )
+    table = Table(title=_title(workflow.name, "  ", styled(workflow.status)), box=None, padding=(0, 2))
     cells = []
     for level in sorted(layers):
         table.add_column(f"step {level + 1}", justify="left")
-        lines = []
+        lines: list[Text] = []
         for stage in layers[level]:
-            lines.append(f"[{COLOURS[stage.status]}]■[/] {stage.name}")
+            lines.append(Text.assemble(("■", COLOURS[stage.status]), " ", cell(stage.name)))
             child = children.get(stage.id)
             if child is not None:
-                lines.append(f"  [{COLOURS[child.status]}]↳[/] [dim]{child.name}[/]")
-        cells.append("\n".join(lines))
-    table.add_row(*[f"{cell}" for cell in cells])
+                lines.append(Text.assemble("  ", ("↳", COLOURS[child.status]), " ", cell(child.name, "dim")))
+        cells.append(Text("\n").join(lines))
+    table.add_row(*cells)
     return table
 
 
-def workflow_json(workflow: Workflow) -> str:
-    def stage(s: StageExecution) -> dict[str, Any]:
-        return {
-            "id": s.id,
-            "ref_id": s.ref_id,
-            "type": s.type,
-            "name": s.name,
-            "status": s.status.name,
-            "requisite_stage_ref_ids": sorted(s.requisite_stage_ref_ids),
-            "parent_stage_id": s.parent_stage_id,
-            "synthetic_stage_owner": s.synthetic_stage_owner.name if s.synthetic_stage_owner else None,
-            "start_time": s.start_time,
-            "end_time": s.end_time,
-            "version": s.version,
-            "context": s.context,
-            "outputs": s.outputs,
-            "tasks": [{"id": t.id, "name": t.name, "status": t.status.name} for t in s.tasks],
-        }
-
-    return json.dumps(
-        {
-            "id": workflow.id,
-            "application": workflow.application,
-            "name": workflow.name,
-            "status": workflow.status.name,
-            "start_time": workflow.start_time,
-            "end_time": workflow.end_time,
-            "pipeline_config_id": workflow.pipeline_config_id,
-            "stages": [stage(s) for s in workflow.stages],
-        },
-        indent=2,
+def queue_stats_table(stats: Mapping[str, Any]) -> Table:
+    """``queue stats``: one row of counts (``stats`` as ``QueueStats`` fields)."""
+    table = Table(title="queue")
+    for column in ("depth", "due now", "locked", "oldest", "dead letters"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(stats["depth"]),
+        str(stats["due_now"]),
+        str(stats["locked"]),
+        age(stats["oldest_age_ms"]),
+        str(stats["dead_letters"]),
     )
+    return table
 
 
-def _node(stage: StageExecution) -> str:
-    return "s_" + "".join(ch if ch.isalnum() else "_" for ch in stage.id)
+def messages_table(rows: list[dict[str, Any]]) -> Table:
+    """``queue peek``: one row per queued message."""
+    table = Table(title=f"next {len(rows)} message(s)")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("type", overflow="fold")
+    table.add_column("message id", no_wrap=True, min_width=26)
+    for column in ("due", "attempts", "locked until"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            cell(row["message_type"]),
+            cell(row["message_id"]),
+            when(row["deliver_at"]),
+            str(row["attempts"]),
+            when(row["locked_until"]),
+        )
+    return table
 
 
-def _label(stage: StageExecution) -> str:
-    text = f"{stage.name}\\n{stage.status.name} {task_progress(stage)}"
-    return text.replace('"', "'")
+def dead_letters_table(rows: list[dict[str, Any]], total: int) -> Table:
+    """``queue dlq``: one row per dead letter, the whole last error."""
+    table = Table(title=f"dead letters ({total})")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("type", overflow="fold")
+    table.add_column("message id", no_wrap=True, min_width=26)
+    table.add_column("attempts")
+    table.add_column("failed")
+    table.add_column("last error", overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            cell(str(row["message_type"])),
+            cell(str(row["message_id"])),
+            str(row["attempts"]),
+            when(row["failed_at"]),
+            cell(str(row.get("last_error") or "")),
+        )
+    return table
 
 
-def _edges(workflow: Workflow) -> list[tuple[StageExecution, StageExecution, str]]:
-    """(from, to, kind): requisite edges, and parent-to-synthetic edges drawn dotted."""
-    by_ref = {s.ref_id: s for s in workflow.stages}
-    by_id = {s.id: s for s in workflow.stages}
-    edges = [
-        (by_ref[r], s, "dag")
-        for s in workflow.stages
-        for r in sorted(s.requisite_stage_ref_ids)
-        if r in by_ref
-    ]
-    edges += [
-        (by_id[s.parent_stage_id], s, "synthetic") for s in workflow.stages if s.parent_stage_id in by_id
-    ]
-    return edges
-
-
-def mermaid(workflow: Workflow) -> str:
-    lines = ["flowchart LR"]
-    for status in sorted({s.status for s in workflow.stages}, key=lambda s: s.name):
-        lines.append(f"  classDef {status.name} fill:{COLOURS[status]},color:#fff,stroke:#333")
-    for s in workflow.stages:
-        lines.append(f'  {_node(s)}["{_label(s)}"]:::{s.status.name}')
-    for a, b, kind in _edges(workflow):
-        lines.append(f"  {_node(a)} {'-.->' if kind == 'synthetic' else '-->'} {_node(b)}")
-    return "\n".join(lines)
-
-
-def dot(workflow: Workflow) -> str:
-    lines = [
-        "digraph workflow {",
-        "  rankdir=LR;",
-        '  node [shape=box, style="rounded,filled", fontcolor=white];',
-    ]
-    for s in workflow.stages:
-        lines.append(f'  {_node(s)} [label="{_label(s)}", fillcolor="{COLOURS[s.status]}"];')
-    for a, b, kind in _edges(workflow):
-        lines.append(f"  {_node(a)} -> {_node(b)}{' [style=dotted]' if kind == 'synthetic' else ''};")
-    lines.append("}")
-    return "\n".join(lines)
+def revisions_table(revisions: Iterable[tuple[str, str | None, bool, str]]) -> Table:
+    """``db history``: (revision, down revision, is head, description), newest first."""
+    table = Table(title="migrations (newest first)")
+    for column in ("revision", "revises", "description"):
+        table.add_column(column, overflow="fold")
+    for revision, down, is_head, doc in revisions:
+        table.add_row(cell(revision + (" (head)" if is_head else "")), cell(down or "-"), cell(doc))
+    return table

@@ -4,44 +4,17 @@ server dialects (in-process for the in-memory database, which no other process c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from stabilize.cli.main import cli
 from stabilize.models import StageExecution, SyntheticStageOwner, TaskExecution, Workflow, WorkflowStatus
-from stabilize.persistence.sql.dialects.sqlite import is_memory
-from stabilize.persistence.sql.engine import get_engine, normalize_url
+from stabilize.persistence.sql.engine import get_engine
 from stabilize.persistence.sql.migrate import upgrade
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue.messages import StartStage
 from stabilize.queue.sql import SqlQueue
+from tests.cli.helpers import run
 from tests.conftest import FILE_OR_SERVER_DIALECTS
-
-SCRIPT = Path(sys.executable).parent / "stabilize"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run(url: str | None, *args: str) -> Result:
-    """The console script with ``--url``, or in-process for an in-memory database."""
-    argv = (["--url", url] if url else []) + list(args)
-    if url and is_memory(normalize_url(url)):
-        result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, argv)
-        return Result(result.exit_code, result.stdout, result.stderr)
-    env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, env=env, timeout=120)
-    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def sample(store: SqlWorkflowStore, application: str = "cli-app", start: int | None = 1_000) -> Workflow:
@@ -100,7 +73,7 @@ def test_runs_purge_removes_only_old_finished_workflows(url: str, store: SqlWork
     dry = run(url, "runs", "purge", "--older-than", "1d", "--dry-run")
     assert dry.code == 0 and "would remove 1 " in dry.out
     assert store.exists(finished.id)
-    done = run(url, "runs", "purge", "--older-than", "1d")
+    done = run(url, "runs", "purge", "--older-than", "1d", "--yes")
     assert done.code == 0 and "removed 1 " in done.out
     assert not store.exists(finished.id) and store.exists(running.id)
 
@@ -124,10 +97,10 @@ def test_queue_stats_peek_and_dead_letters(url: str, store: SqlWorkflowStore) ->
 
 
 def test_db_commands_report_head(url: str) -> None:
-    current = run(url, "db", "current")
-    assert current.code == 0 and "current:" in current.out
-    head = current.out.split("head:")[1].strip()
-    assert f"current: {head}" in current.out
+    current = run(url, "db", "current", "--format", "json")
+    assert current.code == 0, current.err
+    head = json.loads(current.out)["head"]
+    assert json.loads(current.out)["current"] == head
     assert run(url, "db", "check").code == 0
     assert head in run(url, "db", "history").out
 
@@ -169,6 +142,8 @@ def test_a_wrong_url_fails_in_one_line_without_the_password(bad_url: str) -> Non
 def test_demo_runs_to_completion(url: str) -> None:
     result = run(url, "demo", "--workers", "2", "--stages", "5")
     assert result.code == 0, result.err
+    assert "(5 stages, plus 1 synthetic)" in result.out  # --stages counts the DAG's stages
+    assert "stage combine SUCCEEDED (5/5 done)" in result.out  # outside a terminal: a line per stage
     assert "SUCCEEDED" in result.out
     assert "merged outputs of the ancestors of 'combine'" in result.out
     merged = json.loads(result.out[result.out.index("{", result.out.index("merged outputs")) :])

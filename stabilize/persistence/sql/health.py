@@ -3,8 +3,9 @@
 ``check_health`` opens one connection and runs a handful of small queries, each bounded by an
 index and a ``LIMIT`` whatever the tables hold:
 
-1. ``SELECT 1``: the database answers (else ``reachable=False`` and the error's first line, with
-   the URL's password masked);
+1. ``SELECT 1``: the database answers (else ``reachable=False`` and the driver error's first
+   line; the report's ``url`` is rendered with its password hidden, and no message is edited:
+   masking by substring once turned ``127.0.0.1`` into ``***27.0.0.***`` for the password ``1``);
 2. the Alembic version table: the schema revision, against this code's head;
 3. the queue's first ``count_limit + 1`` rows in id order: depth (shown as "more than
    ``count_limit``" beyond it) and the age of the oldest message still unacked among them;
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, func, select, text
 
@@ -67,7 +67,8 @@ class HealthReport:
     dead_letters_capped: bool
     count_limit: int
     error: str | None
-    """Why the check failed: the first line of the database error, password masked."""
+    """Why the check failed: the first line of the database error (drivers never put the
+    password in it)."""
 
     @property
     def problems(self) -> list[str]:
@@ -122,7 +123,7 @@ def check_health(engine: Engine | Database, *, count_limit: int = COUNT_LIMIT) -
     except Exception as exc:  # the point: a probe reports, it does not raise
         # The database's own error, not the library's translation of it.
         cause = exc.__cause__ if isinstance(exc, StabilizeError) and exc.__cause__ is not None else exc
-        measured["error"] = first_line(cause, engine.url.password)
+        measured["error"] = first_line(cause)
     healthy = measured["reachable"] and measured["error"] is None and measured["revision"] == head
     return HealthReport(
         url=mask(engine.url),
@@ -131,6 +132,27 @@ def check_health(engine: Engine | Database, *, count_limit: int = COUNT_LIMIT) -
         at_head=measured["revision"] == head,
         count_limit=count_limit,
         **measured,
+    )
+
+
+def unreachable_report(url: str, error: str, *, count_limit: int = COUNT_LIMIT) -> HealthReport:
+    """The report of a database that was not even tried (``url`` already shown without its
+    password): a SQLite file that does not exist, say, which connecting would create."""
+    return HealthReport(
+        url=url,
+        healthy=False,
+        reachable=False,
+        revision=None,
+        head=migrate.head(),
+        at_head=False,
+        schema=None,
+        queue_depth=None,
+        queue_depth_capped=False,
+        oldest_message_age_ms=None,
+        dead_letters=None,
+        dead_letters_capped=False,
+        count_limit=count_limit,
+        error=error,
     )
 
 
@@ -156,12 +178,8 @@ def _queue_measures(connection: Connection, count_limit: int) -> dict[str, Any]:
     }
 
 
-def first_line(error: BaseException, password: str | None) -> str:
-    """The error's first line (the driver's own message when there is one), password masked."""
+def first_line(error: BaseException) -> str:
+    """The error's first line: the driver's own message when there is one, as it wrote it."""
     cause = getattr(error, "orig", None) or error
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    line = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
-    if password:
-        for shown in (password, quote_plus(password), quote(password, safe="")):
-            line = line.replace(shown, "***")
-    return line
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

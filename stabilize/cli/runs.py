@@ -10,7 +10,6 @@ import click
 from stabilize.cli import documents, graph, render
 from stabilize.cli.app import Settings, cli, pass_settings
 from stabilize.cli.errors import CliError
-from stabilize.cli.listing import all_workflows
 from stabilize.cli.output import confirm, emit_json, emit_plain, format_option, yes_option
 from stabilize.models.ids import now_ms
 from stabilize.models.status import WorkflowStatus
@@ -74,7 +73,7 @@ def list_runs(
     elif config_id is not None:
         found = list(store.retrieve_by_pipeline_config_id(config_id, criteria))
     else:
-        found = all_workflows(store, criteria)
+        found = store.get_all_pending_workflows(criteria)
     if fmt == "json":
         emit_json([documents.workflow_summary(w) for w in found])
     elif fmt == "plain":

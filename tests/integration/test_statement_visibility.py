@@ -199,6 +199,7 @@ STORE_CALLS: dict[str, Prepare] = {
         _stored, lambda env, w: list(env.store.retrieve_by_pipeline_config_id(str(w.pipeline_config_id)))
     ),
     "count_by_application": on(_stored, lambda env, w: env.store.count_by_application(w.application)),
+    "get_all_pending_workflows": on(_stored, lambda env, w: env.store.get_all_pending_workflows()),
     "purge_finished": _purge_finished,
     "is_message_processed": on(_marked, lambda env, m: env.store.is_message_processed(m)),
     "mark_message_processed": plain(lambda env: env.store.mark_message_processed(new_id(), "X", None)),

@@ -11,8 +11,8 @@ document with the task, and such a task (a failure) is rare enough to rewrite.
 from __future__ import annotations
 
 import weakref
-from operator import attrgetter
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from stabilize.models.task import TaskExecution

@@ -212,11 +212,12 @@ PAGE = StageSelection(
 
 
 def workflow_page(
-    column: ColumnElement[str | None], value: str, criteria: WorkflowCriteria
+    column: ColumnElement[str | None] | None, value: str | None, criteria: WorkflowCriteria
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """One page of workflows, newest first (not started, then start time and id descending):
-    a statement built once per shape of criteria, and its parameters."""
-    params: dict[str, Any] = {"value": value}
+    """One page of workflows, newest first (not started, then start time and id descending), of
+    those whose ``column`` is ``value`` (None: of every workflow): a statement built once per shape
+    of criteria, and its parameters."""
+    params: dict[str, Any] = {} if column is None else {"value": value}
     if criteria.statuses:
         params["statuses"] = sorted(s.name for s in criteria.statuses)
     if criteria.start_time_after is not None:
@@ -224,7 +225,7 @@ def workflow_page(
     if criteria.start_time_before is not None:
         params["before"] = criteria.start_time_before
     shape = (
-        str(getattr(column, "key", column)),
+        "" if column is None else str(getattr(column, "key", column)),
         bool(criteria.statuses),
         criteria.start_time_after is not None,
         criteria.start_time_before is not None,
@@ -238,7 +239,7 @@ def _page_statement(column: str, statuses: bool, after: bool, before: bool, size
     """With a page size, the not-started and the started workflows are each read in index order
     (``(application | pipeline_config_id, start_time, id)``) up to the page size and the two short
     lists merged, so a page never sorts all of an application's workflows."""
-    conditions = [WORKFLOWS.c[column] == bindparam("value")]
+    conditions = [WORKFLOWS.c[column] == bindparam("value")] if column else []
     if statuses:
         conditions.append(WORKFLOWS.c.status.in_(bindparam("statuses", expanding=True)))
     not_started = WORKFLOWS.c.start_time.is_(None)

@@ -333,7 +333,13 @@ class SqlWorkflowStore(WorkflowStore):
             self._page(WorkflowRow.pipeline_config_id, pipeline_config_id, criteria or WorkflowCriteria())
         )
 
-    def _page(self, column: Any, value: str, criteria: WorkflowCriteria) -> list[Workflow]:
+    def get_all_pending_workflows(self, criteria: WorkflowCriteria | None = None) -> list[Workflow]:
+        """A page of every application's workflows, newest first, filtered by ``criteria`` (the
+        engine's recovery asks for the unfinished ones by their ``statuses``); whole workflows, in
+        four statements however many the page holds."""
+        return self._page(None, None, criteria or WorkflowCriteria())
+
+    def _page(self, column: Any, value: str | None, criteria: WorkflowCriteria) -> list[Workflow]:
         """A page of whole workflows in four statements, however many it holds, from one snapshot."""
         if criteria.page_size is not None and criteria.page_size < 0:
             raise ValidationError("criteria.page_size", f"must be >= 0 or None, got {criteria.page_size}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from stabilize.models.task import TaskExecution
@@ -24,7 +24,7 @@ _DETAILS = "task_exception_details"
 #: The fields an image compares: where the row is, what the store rewrites, and the version.
 _KEYS = ("stage_id", "position", *(k for k in TASKS.state if k != _DETAILS), "version")
 _COLUMNS = [c.key for c in TASKS.table.columns]
-_ROW_INDEXES = tuple(_COLUMNS.index(key) for key in _KEYS)
+_ROW_FIELDS = itemgetter(*(_COLUMNS.index(key) for key in _KEYS))
 _DETAILS_INDEX = _COLUMNS.index(_DETAILS)
 _TASK_FIELDS = attrgetter(*_KEYS[2:-1])
 
@@ -39,7 +39,7 @@ def image_of_row(row: Sequence[Any]) -> Image | None:
     """The image of a row of ``select(tasks)`` as the codec read it; None when it has details."""
     if row[_DETAILS_INDEX]:
         return None
-    return _typed(tuple(row[i] for i in _ROW_INDEXES))
+    return _typed(_ROW_FIELDS(row))
 
 
 def image_of_task(task: TaskExecution, stage_id: str, position: int, version: int) -> Image | None:

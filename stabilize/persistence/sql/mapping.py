@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table
@@ -84,9 +84,10 @@ class Codec(Generic[D]):
         )
         self._state_writers = _Writers([w for w in self._writers.writers if w[0] in self.state])
         back = from_column or {}
-        self._readers = tuple(
-            (i, c.key, back.get(c.key)) for i, c in enumerate(columns) if role(c) != "place"
-        )
+        fields = [(i, c.key) for i, c in enumerate(columns) if role(c) != "place"]
+        self._keys = tuple(key for _, key in fields)
+        self._read = itemgetter(*(i for i, _ in fields))
+        self._conversions = tuple((key, back[key]) for key in self._keys if key in back)
 
     def values(self, obj: D, path: object, place: RowValues | None = None) -> RowValues:
         """Every column of a new row: the fields, checked, plus the store's ``place`` values.
@@ -102,7 +103,9 @@ class Codec(Generic[D]):
 
     def build(self, row: Sequence[Any], **extra: Any) -> D:
         """The domain object of a row of ``select(table)`` (columns in table order)."""
-        fields = {key: (row[i] if convert is None else convert(row[i])) for i, key, convert in self._readers}
+        fields = dict(zip(self._keys, self._read(row), strict=True))
+        for key, convert in self._conversions:
+            fields[key] = convert(fields[key])
         return self.domain(**fields, **extra)
 
 

@@ -125,6 +125,12 @@ class EnumName(Checked, Generic[E]):
         member: E = self._members[value]
         return member
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], E | None]:
+        # The members' own lookup (C code): a read of a thousand rows maps thousands of names,
+        # and None, which is no member's name, maps to None.
+        lookup: Callable[[Any], E | None] = self._members.get
+        return lookup
+
     @property
     def python_type(self) -> type[E]:
         return self.enum
@@ -224,6 +230,22 @@ class Document(Checked):
         if value is None or type(value) is CheckedDocument:
             return value
         return self.coerce(value, self.bound_path)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        # Text from SQLite and MySQL goes straight to the engine's JSON decoder (one call per
+        # value, not three layers of processors); psycopg decodes JSONB itself (None).
+        impl: Callable[[Any], Any] | None = (
+            self.load_dialect_impl(dialect).dialect_impl(dialect).result_processor(dialect, coltype)
+        )
+        loads = getattr(dialect, "_json_deserializer", None)
+        if impl is None or loads is None:
+            return impl
+        decode: Callable[[Any], Any] = loads
+
+        def process(value: Any) -> Any:
+            return None if value is None else decode(value)
+
+        return process
 
     @property
     def python_type(self) -> type[dict[str, Any]]:

@@ -72,8 +72,10 @@ def run_online() -> None:
     engine = create_engine(database_url(), poolclass=pool.NullPool)
     install_profile(engine)
     try:
-        with engine.connect() as connection, engine_profile(engine).migration_lock(connection):
-            run_with(connection)  # committed by the lock's block before the lock is released
+        with engine.connect() as connection:
+            engine_profile(engine).lift_bounds(connection)  # DDL runs as long as it needs
+            with engine_profile(engine).migration_lock(connection):
+                run_with(connection)  # committed by the lock's block before the lock is released
     finally:
         engine.dispose()
 

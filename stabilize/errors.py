@@ -39,3 +39,14 @@ class DatabaseUnavailableError(StabilizeError):
 class TransientError(StabilizeError):
     """A transaction lost to a deadlock, a serialization conflict or a busy database, and kept
     losing after the library's bounded retries. Nothing was written; retrying later is safe."""
+
+
+class LockTimeoutError(StabilizeError):
+    """A lock another client holds (a row, or SQLite's write lock) was not released within the
+    call's bound. Nothing was written; the same call succeeds once the holder lets go."""
+
+
+class OperationTimeoutError(DatabaseUnavailableError):
+    """The database did not answer within the call's deadline (a statement the server is slow
+    on, a network that stopped carrying packets). Nothing was written unless the message says the
+    outcome is unknown; the store stays usable."""

@@ -26,7 +26,7 @@ from sqlalchemy import BigInteger, Connection, Engine, Executable, bindparam, de
 
 from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.engine import engine_profile
-from stabilize.queue.records import QUEUE, Row
+from stabilize.queue.records import QUEUE, ROW_COLUMNS, Row
 
 #: Rows the compare-and-set strategy reads per poll; more than one so a lost race can move on.
 CAS_BATCH = 8
@@ -37,7 +37,7 @@ _NOW = bindparam("now", type_=BigInteger)
 
 def _due(limit: int, skip_locked: bool) -> Executable:
     """Due rows, earliest first; ``id`` breaks ties so equal times come out in push order."""
-    query = select(QUEUE).where(QUEUE.c.deliver_at <= _NOW).order_by(QUEUE.c.deliver_at, QUEUE.c.id)
+    query = select(*ROW_COLUMNS).where(QUEUE.c.deliver_at <= _NOW).order_by(QUEUE.c.deliver_at, QUEUE.c.id)
     query = query.limit(limit)
     return query.with_for_update(skip_locked=True) if skip_locked else query
 
@@ -156,7 +156,7 @@ class ReturningClaimer:
             update(QUEUE)
             .where(QUEUE.c.id == earliest.scalar_subquery(), QUEUE.c.deliver_at <= _NOW)
             .values(attempts=QUEUE.c.attempts + 1, locked_until=until, deliver_at=until)
-            .returning(*QUEUE.columns)
+            .returning(*ROW_COLUMNS)
         )
 
     def claim(self, connection: Connection, now: int, lock_until: int) -> Row | None:

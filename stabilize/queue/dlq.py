@@ -11,9 +11,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select
 
+from stabilize.errors import ValidationError
 from stabilize.models.ids import new_id
 from stabilize.persistence.sql.dialects.base import rowcount
-from stabilize.queue.records import DEAD_LETTERS, QUEUE, Row, dead_letter_values
+from stabilize.persistence.sql.rows import ID_LENGTH
+from stabilize.queue.records import DEAD_LETTERS, QUEUE, ROW_COLUMNS, Row, dead_letter_values
 
 _FORGET = delete(DEAD_LETTERS).where(DEAD_LETTERS.c.message_id == bindparam("message_id"))
 _BURY = insert(DEAD_LETTERS).values(
@@ -38,7 +40,7 @@ def move(connection: Connection, where: ColumnElement[bool], error: str | None, 
     The delete compares ``attempts`` with what was read, so a row claimed by a poller in between
     stays where it is rather than vanishing under that poller.
     """
-    row = connection.execute(select(QUEUE).where(where)).mappings().first()
+    row = connection.execute(select(*ROW_COLUMNS).where(where)).mappings().first()
     if row is None:
         return False
     unchanged = (QUEUE.c.id == row["id"]) & (QUEUE.c.attempts == row["attempts"])
@@ -57,6 +59,11 @@ def replay(connection: Connection, where: ColumnElement[bool], now: int) -> bool
     row = connection.execute(select(DEAD_LETTERS).where(where)).mappings().first()
     if row is None:
         return False
+    if row["payload"] is None:
+        raise ValidationError(
+            "dlq_id",
+            f"dead letter {row['id']} held no readable message (its raw payload is kept): nothing to replay",
+        )
     if rowcount(connection.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.id == row["id"]))) != 1:
         return False  # replayed by someone else in the meantime
     message_id = row["message_id"]
@@ -77,9 +84,16 @@ def replay(connection: Connection, where: ColumnElement[bool], now: int) -> bool
         "task_id": row["task_id"],
         "last_error": row["last_error"],
         "created_at": row["created_at"],
+        "stage_id": _stage_of(payload),
     }
     connection.execute(insert(QUEUE), [values])
     return True
+
+
+def _stage_of(payload: dict[str, Any]) -> str | None:
+    """The stage a replayed message names, for its row's ``stage_id`` (as a push would set it)."""
+    stage_id = payload.get("stage_id")
+    return stage_id if isinstance(stage_id, str) and 0 < len(stage_id) <= ID_LENGTH else None
 
 
 def listing(connection: Connection, limit: int, message_type: str | None) -> list[dict[str, Any]]:

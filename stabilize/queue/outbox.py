@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import CTE, ColumnElement, Connection, bindparam, delete, exists, insert, select
 
 from stabilize.models.ids import new_id, now_ms
-from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.persistence.sql.dialects.base import RowLimit, rowcount
+from stabilize.persistence.sql.mapping import check_size
 from stabilize.persistence.sql.step import StepPart, bind
 from stabilize.queue.interface import Delay
 from stabilize.queue.messages import Message
@@ -132,11 +133,16 @@ class _PushCtes:
         return [first, second]
 
 
-def pending_push(message: Message, delay: Delay | None = 0, *, now: int | None = None) -> PendingPush:
-    """Check and encode ``message`` for delivery ``delay`` from ``now`` (default: the app clock).
+def pending_push(
+    message: Message, delay: Delay | None = 0, *, now: int | None = None, limit: RowLimit | None = None
+) -> PendingPush:
+    """Check and encode ``message`` for delivery ``delay`` from ``now`` (default: the app clock),
+    refusing a row over ``limit`` bytes.
 
     Raises:
         ValidationError: the message cannot be stored (named by its field).
     """
     start = now_ms() if now is None else now
-    return PendingPush(message, message_values(message, start + delay_ms(delay)), needs_fresh_id(message))
+    values = message_values(message, start + delay_ms(delay))
+    check_size(values, limit, f"message({type(message).__name__})")
+    return PendingPush(message, values, needs_fresh_id(message))

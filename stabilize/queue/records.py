@@ -11,21 +11,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table
+from sqlalchemy import Connection, RowMapping, Text, cast
 from sqlalchemy.orm import Session
 
 from stabilize.errors import ValidationError
-from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow
+from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow, table_of
 from stabilize.persistence.sql.types import checker
-from stabilize.persistence.sql.values import CheckedDocument
+from stabilize.persistence.sql.values import CheckedDocument, load_document
 from stabilize.queue.interface import Delay
-from stabilize.queue.messages import Message, deserialize_message, serialize_message
+from stabilize.queue.messages import Message, MessageDecodeError, deserialize_message, serialize_message
 
-QUEUE = cast(Table, QueueMessageRow.__table__)
-DEAD_LETTERS = cast(Table, DeadLetterRow.__table__)
-PROCESSED = cast(Table, ProcessedMessageRow.__table__)
+QUEUE = table_of(QueueMessageRow)
+DEAD_LETTERS = table_of(DeadLetterRow)
+PROCESSED = table_of(ProcessedMessageRow)
 
 #: A caller's transaction a message can be pushed in (``push(connection=...)``): a Session or a
 #: Core Connection.
@@ -135,6 +135,7 @@ def message_values(message: Message, deliver_at: int) -> RowValues:
         "max_attempts": max_attempts,
         "execution_id": _id_field(message, "execution_id", path),
         "task_id": _id_field(message, "task_id", path),
+        "stage_id": _id_field(message, "stage_id", path),
         "last_error": clip_error(message.last_error),
         "created_at": checker(_COLUMNS.created_at)(message.created_at, f"{path}.created_at"),
     }
@@ -153,13 +154,43 @@ def clip_error(text: str | None) -> str | None:
 # -- delivery -------------------------------------------------------------------------------------
 
 
+#: A queue row's columns as the queue reads them: the payload as its text (``payload_of``), so a
+#: row that holds something no decoder takes (not JSON, JSON ``null``, a number of 5,000 digits)
+#: is read like any other and dead-lettered, instead of failing the statement that read it.
+ROW_COLUMNS = [cast(c, Text).label("payload") if c.key == "payload" else c for c in QUEUE.columns]
+
+
+def payload_of(row: Row) -> dict[str, Any]:
+    """The row's payload as a mapping.
+
+    Raises:
+        MessageDecodeError: the payload is not a JSON object this process can read.
+    """
+    text = row["payload"]
+    if not isinstance(text, str):  # a caller's own read of the column, decoded already
+        document = text
+    else:
+        try:
+            document = load_document(text)
+        except (ValueError, RecursionError) as exc:
+            raise MessageDecodeError(f"payload is not JSON this process can read: {_first(exc)}") from None
+    if not isinstance(document, dict):
+        raise MessageDecodeError(f"payload is a JSON {type(document).__name__}, not an object")
+    return document
+
+
+def _first(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
 def decode_row(row: Row) -> Message:
     """The message a row holds, before any bookkeeping is applied.
 
     Raises:
         MessageDecodeError: the payload does not describe a known message.
     """
-    return deserialize_message(row["message_type"], row["payload"])
+    return deserialize_message(row["message_type"], payload_of(row))
 
 
 def deliver(message: Message, row: Row, attempt: int, limit: int) -> Message:
@@ -178,11 +209,19 @@ def deliver(message: Message, row: Row, attempt: int, limit: int) -> Message:
 
 
 def dead_letter_values(row: Row, error: str | None, failed_at: int) -> RowValues:
-    """A ``queue_dead_letters`` row for a queue row, keeping its last error unless told another."""
+    """A ``queue_dead_letters`` row for a queue row (read with ``ROW_COLUMNS``), keeping its last
+    error unless told another. A payload that is no JSON object is kept as its text, in
+    ``raw_payload``; ``payload`` is then NULL."""
+    try:
+        payload: dict[str, Any] | None = payload_of(row)
+        raw = None
+    except MessageDecodeError:
+        payload, raw = None, row["payload"] if isinstance(row["payload"], str) else repr(row["payload"])
     return {
         "message_id": row["message_id"],
         "message_type": row["message_type"],
-        "payload": row["payload"],
+        "payload": payload,
+        "raw_payload": raw,
         "attempts": row["attempts"],
         "max_attempts": row["max_attempts"],
         "execution_id": row["execution_id"],

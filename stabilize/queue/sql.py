@@ -49,6 +49,7 @@ from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.engine import get_engine, mask
 from stabilize.persistence.sql.faults import RetryPolicy, translated
+from stabilize.persistence.sql.mapping import check_size
 from stabilize.persistence.sql.units import Database
 from stabilize.queue import dlq
 from stabilize.queue.claim import Claimer, Remove, ReturningClaimer, claimer_for, remove_unchanged
@@ -59,6 +60,7 @@ from stabilize.queue.records import (
     DEAD_LETTERS,
     METADATA_FIELDS,
     QUEUE,
+    ROW_COLUMNS,
     Executor,
     Row,
     clip_error,
@@ -67,6 +69,7 @@ from stabilize.queue.records import (
     deliver,
     delivery_of,
     message_values,
+    payload_of,
 )
 
 __all__ = ["PendingPush", "PostgresQueue", "QueueStats", "SqlQueue", "SqliteQueue", "push_in_session"]
@@ -131,6 +134,8 @@ class SqlQueue(Queue):
         clock: epoch-ms clock for every time written and compared; tests inject a fake one.
         engine_options: extra ``create_engine`` arguments, used only if this creates the engine.
         retry_policy: how often a call that lost a race runs again.
+        operation_timeout: the deadline of every call, in seconds (default 10); see
+            ``SqlWorkflowStore``.
 
     Raises:
         ValidationError: an argument is out of range.
@@ -146,13 +151,14 @@ class SqlQueue(Queue):
         clock: Callable[[], int] = now_ms,
         engine_options: dict[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
+        operation_timeout: float | None = None,
     ) -> None:
         if table_name != QUEUE.name:
             problem = f"only {QUEUE.name!r}, the table the migrations create, works; got {table_name!r}"
             raise ValidationError("table_name", problem)
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValidationError("max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
-        self.engine = get_engine(connection, **(engine_options or {}))
+        self.engine = get_engine(connection, operation_timeout=operation_timeout, **(engine_options or {}))
         self._db = Database(self.engine, retry_policy)
         self.table_name = table_name
         self.lock_ms = _lock_ms(lock_duration)
@@ -195,7 +201,7 @@ class SqlQueue(Queue):
         Raises:
             ValidationError: the message cannot be stored.
         """
-        return pending_push(message, delay, now=self.clock())
+        return pending_push(message, delay, now=self.clock(), limit=self._db.row_limit)
 
     def push(self, message: Message, delay: Delay | None = None, connection: Any | None = None) -> None:
         """Queue ``message``, due after ``delay``.
@@ -237,12 +243,13 @@ class SqlQueue(Queue):
                 & _same_or_null(QUEUE.c.execution_id, wanted["execution_id"])
                 & _same_or_null(QUEUE.c.task_id, wanted["task_id"])
             )
-            rows = conn.execute(select(QUEUE).where(or_(QUEUE.c.message_id == wanted["message_id"], same)))
+            rows = conn.execute(
+                select(*ROW_COLUMNS).where(or_(QUEUE.c.message_id == wanted["message_id"], same))
+            )
             found = [
                 r
                 for r in rows.mappings()
-                if r["message_id"] == wanted["message_id"]
-                or _content(r["payload"]) == _content(wanted["payload"])
+                if r["message_id"] == wanted["message_id"] or _same_content(r, wanted["payload"])
             ]
             if not found:
                 push_in_session(conn, message, delay, now=now)
@@ -406,6 +413,7 @@ class SqlQueue(Queue):
         if token is not None and token.released:
             return
         values = message_values(message, self.clock() + delay_ms(delay))
+        check_size(values, self._db.row_limit, f"message({type(message).__name__})")
         statement = (
             update(QUEUE)
             .where(self._fence(message))
@@ -466,9 +474,9 @@ class SqlQueue(Queue):
         return self._any(QUEUE.c.task_id == task_id)
 
     def has_pending_message_for_stage(self, stage_id: str) -> bool:
-        """Whether a queued or in-flight message names this stage."""
-        # No stage column: stage-level messages are few per workflow and this is a recovery probe.
-        return self._any(QUEUE.c.payload["stage_id"].as_string() == stage_id)
+        """Whether a queued or in-flight message names this stage (its own column: the comparison
+        is exact, as every id comparison)."""
+        return self._any(QUEUE.c.stage_id == stage_id)
 
     def has_pending_message_for_execution(self, execution_id: str) -> bool:
         """Whether any queued or in-flight message targets this workflow."""
@@ -546,7 +554,7 @@ class SqlQueue(Queue):
             spent = (QUEUE.c.deliver_at <= now) & (
                 (QUEUE.c.attempts >= QUEUE.c.max_attempts) | (QUEUE.c.attempts >= self.max_attempts)
             )
-            rows = conn.execute(select(QUEUE).where(spent).order_by(QUEUE.c.id)).mappings().all()
+            rows = conn.execute(select(*ROW_COLUMNS).where(spent).order_by(QUEUE.c.id)).mappings().all()
             return sum(self._bury_spent(conn, remove_unchanged, row, now) for row in rows)
 
         return self._db.run(write, Unit.WRITE)
@@ -559,6 +567,14 @@ def _same_or_null(column: ColumnElement[Any], value: str | None) -> ColumnElemen
 def _content(payload: dict[str, Any]) -> dict[str, Any]:
     """What a message says, without its delivery bookkeeping."""
     return {k: v for k, v in payload.items() if k not in METADATA_FIELDS}
+
+
+def _same_content(row: Row, payload: dict[str, Any]) -> bool:
+    """Whether a queue row says what ``payload`` says; a row that holds no readable message does not."""
+    try:
+        return _content(payload_of(row)) == _content(payload)
+    except MessageDecodeError:
+        return False
 
 
 #: Upstream's names, kept so engine code ports unchanged: the same class for every dialect.

@@ -12,7 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from stabilize.persistence.sql.dialects import GenericProfile, hooks, profile_for
-from stabilize.persistence.sql.values import compact_json, load_document
+from stabilize.persistence.sql.dialects.base import Bounds
+from stabilize.persistence.sql.values import dump_document, load_document
 
 _DRIVER_FOR_SCHEME = {
     "postgres": "postgresql+psycopg",
@@ -21,7 +22,7 @@ _DRIVER_FOR_SCHEME = {
     "mariadb": "mariadb+pymysql",
 }
 
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[tuple[int, str, float], Engine] = {}
 _engines_lock = threading.Lock()
 
 
@@ -55,30 +56,44 @@ def mask(url: str | URL) -> str:
         return "<unparseable URL>"
 
 
-def get_engine(connection: str | URL | Engine, **engine_options: Any) -> Engine:
+def get_engine(
+    connection: str | URL | Engine, *, operation_timeout: float | None = None, **engine_options: Any
+) -> Engine:
     """The process's engine for this database, configured by its dialect profile.
 
-    Stores and queues built from one URL share an engine, so ``sqlite:///:memory:`` is one
-    database per process and one pool serves both. The cache key includes the process id: a
-    forked child must never reuse its parent's pooled connections.
+    Stores and queues built from one URL (and one ``operation_timeout``) share an engine, so
+    ``sqlite:///:memory:`` is one database per process and one pool serves both. The cache key
+    includes the process id: a forked child must never reuse its parent's pooled connections.
+
+    Args:
+        connection: a URL (see ``normalize_url``) or an engine of the caller's, used as it is.
+        operation_timeout: the deadline of a public call, in seconds (``Bounds``); the driver's
+            connect, read and lock-wait timeouts are derived from it. Default 10 s.
+        engine_options: more ``create_engine`` arguments; a ``connect_args`` dict is merged into
+            the profile's, the caller's keys winning.
     """
+    bounds = Bounds() if operation_timeout is None else Bounds(operation_timeout)
     if isinstance(connection, Engine):
-        install_profile(connection)
+        install_profile(connection, bounds)
         return connection
     url = normalize_url(connection)
-    key = (os.getpid(), url.render_as_string(hide_password=False))
+    key = (os.getpid(), url.render_as_string(hide_password=False), bounds.operation)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
             profile = profile_for(url.get_backend_name())
+            options = profile.engine_options(url, bounds)
+            given = dict(engine_options)
+            connect_args = {**options.pop("connect_args", {}), **given.pop("connect_args", {})}
             options = {
-                "json_serializer": compact_json,
+                "json_serializer": dump_document,
                 "json_deserializer": load_document,
-                **profile.engine_options(url),
-                **engine_options,
+                **options,
+                **given,
+                "connect_args": connect_args,
             }
             engine = create_engine(url, **options)
-            install_profile(engine)
+            install_profile(engine, bounds)
             _engines[key] = engine
         return engine
 
@@ -95,14 +110,22 @@ def engine_profile(engine: Engine) -> GenericProfile:
     return profile_for(engine.dialect)
 
 
-#: Engines whose hooks are attached. Weak, not ``id()``s: a collected engine's id is reused by
-#: a new engine, which would then silently go without its hooks (WAL, BEGIN IMMEDIATE, strict mode).
-_installed: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: Engines whose hooks are attached, with their bounds and what their connections learned of the
+#: server. Weak, not ``id()``s: a collected engine's id is reused by a new engine, which would
+#: then silently go without its hooks (WAL, BEGIN IMMEDIATE, strict mode).
+_installed: weakref.WeakKeyDictionary[Engine, hooks.EngineState] = weakref.WeakKeyDictionary()
+_installed_lock = threading.Lock()
 
 
-def install_profile(engine: Engine) -> None:
+def install_profile(engine: Engine, bounds: Bounds | None = None) -> None:
     """Attach the profile's connection hooks to ``engine``, once (``dialects.hooks``)."""
-    if engine in _installed:
-        return
-    _installed.add(engine)
-    hooks.install(engine, engine_profile(engine))
+    with _installed_lock:
+        if engine in _installed:
+            return
+        _installed[engine] = hooks.install(engine, engine_profile(engine), bounds or Bounds())
+
+
+def engine_state(engine: Engine) -> hooks.EngineState:
+    """The engine's bounds and server facts (its hooks are attached first if they were not)."""
+    install_profile(engine)
+    return _installed[engine]

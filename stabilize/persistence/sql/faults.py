@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from stabilize.errors import DatabaseUnavailableError, TransientError
+from stabilize.errors import DatabaseUnavailableError, LockTimeoutError, OperationTimeoutError, TransientError
 from stabilize.persistence.sql.engine import engine_profile, mask
 
 
@@ -53,6 +53,15 @@ def translated(engine: Engine) -> Iterator[None]:
         first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         if profile.is_transient(cause):
             raise TransientError(f"transaction lost a race and was rolled back: {first_line}") from error
+        if profile.is_lock_timeout(cause):
+            raise LockTimeoutError(
+                f"database {mask(engine.url)}: a lock held by another client was not released in time: "
+                f"{first_line}"
+            ) from error
+        if profile.is_statement_timeout(cause):
+            raise OperationTimeoutError(
+                f"database {mask(engine.url)} did not finish a statement in time: {first_line}"
+            ) from error
         if error.connection_invalidated or profile.is_unreachable(cause):
             raise DatabaseUnavailableError(
                 f"database {mask(engine.url)} is unavailable: {first_line}"

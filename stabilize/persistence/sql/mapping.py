@@ -22,6 +22,7 @@ from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import PausedDetails, Trigger, Workflow
+from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.rows import (
     Base,
     ProcessedMessageRow,
@@ -33,6 +34,7 @@ from stabilize.persistence.sql.rows import (
     table_of,
 )
 from stabilize.persistence.sql.types import checker
+from stabilize.persistence.sql.values import CheckedDocument
 
 D = TypeVar("D")
 RowValues = dict[str, Any]
@@ -257,3 +259,33 @@ def stages_from_rows(
         by_id[row[_TASK_STAGE]].add_task(task)
         tasks.append((task, row))
     return LoadedStages(loaded, tasks)
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+
+
+def check_size(values: RowValues, limit: RowLimit | None, path: str) -> RowValues:
+    """Refuse a row whose text and JSON values would not fit the database's row limit, naming the
+    biggest value's place and the limit, before any SQL runs (MySQL/MariaDB would otherwise drop
+    the connection: a packet bigger than max_allowed_packet)."""
+    if limit is None:
+        return values
+    sizes = {
+        key: len(_text_of(value)) for key, value in values.items() if isinstance(value, str | CheckedDocument)
+    }
+    if sum(sizes.values()) * 4 <= limit.bytes:  # at most 4 UTF-8 bytes a character: no need to count
+        return values
+    exact = {key: len(_text_of(values[key]).encode("utf-8", "surrogatepass")) for key in sizes}
+    total = sum(exact.values())
+    if total <= limit.bytes:
+        return values
+    biggest = max(exact, key=lambda key: exact[key])
+    raise ValidationError(
+        f"{path}.{biggest}",
+        f"is {exact[biggest]} bytes ({total} with the rest of its row), over the {limit.bytes} bytes "
+        f"one row may hold here: {limit.why}",
+    )
+
+
+def _text_of(value: str | CheckedDocument) -> str:
+    return value.text if isinstance(value, CheckedDocument) else value

@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.engine import engine_profile, install_profile
+from stabilize.persistence.sql.engine import engine_profile, engine_state
 
 SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "_migrations"
 #: An Alembic ini inside the package: ``alembic -c <this> -x url=... upgrade head`` from a wheel.
@@ -145,9 +145,17 @@ def migrating(engine: Engine) -> Iterator[Connection]:
     ``create_tables=True``, say) migrate one after the other: the first builds the schema, the
     others then find it at head and do nothing. The block's work commits before the lock goes.
     """
-    install_profile(engine)
-    with engine.connect() as connection, engine_profile(engine).migration_lock(connection):
-        yield connection
+    profile = engine_profile(engine)
+    with engine.connect() as connection:
+        # DDL runs as long as it needs: the call bounds of the store's sessions do not apply
+        # while it migrates, and are set again before the connection goes back to the pool.
+        profile.lift_bounds(connection)
+        try:
+            with profile.migration_lock(connection):
+                yield connection
+        finally:
+            if not connection.invalidated:
+                profile.restore_bounds(connection, engine_state(engine).bounds)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -207,6 +207,7 @@ class QueueMessageRow(Base):
         Index("ix_queue_messages_deliver_at_id", "deliver_at", "id"),
         Index("ix_queue_messages_task_id", "task_id"),
         Index("ix_queue_messages_execution_id", "execution_id"),
+        Index("ix_queue_messages_stage_id", "stage_id"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -223,6 +224,8 @@ class QueueMessageRow(Base):
     task_id: Mapped[str | None] = mapped_column(ids(optional=True))
     last_error: Mapped[str | None] = mapped_column(BoundedText(optional=True))
     created_at: Mapped[int] = mapped_column(Millis(optional=False))
+    #: The stage a stage- or task-level message names, for ``has_pending_message_for_stage``.
+    stage_id: Mapped[str | None] = mapped_column(ids(optional=True))
 
 
 class DeadLetterRow(Base):
@@ -234,7 +237,8 @@ class DeadLetterRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(BoundedText(MESSAGE_ID_LENGTH), unique=True)
     message_type: Mapped[str] = mapped_column(names())
-    payload: Mapped[dict[str, Any]]
+    #: JSON null for a row that held no readable message: then ``raw_payload`` has what it held.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Document(json_null=True), nullable=False)
     attempts: Mapped[int] = mapped_column(Count())
     max_attempts: Mapped[int] = mapped_column(Count())
     execution_id: Mapped[str | None] = mapped_column(ids(optional=True))
@@ -242,6 +246,7 @@ class DeadLetterRow(Base):
     last_error: Mapped[str | None] = mapped_column(BoundedText(optional=True))
     created_at: Mapped[int] = mapped_column(Millis(optional=False))
     failed_at: Mapped[int] = mapped_column(Millis(optional=False))
+    raw_payload: Mapped[str | None] = mapped_column(BoundedText(optional=True))
 
 
 def table_of(row: type[Base]) -> Table:

@@ -55,9 +55,14 @@ class SqlWorkflowStore(WorkflowStore):
         connection: a URL (any SQLAlchemy URL, ``postgres://...``, or a bare SQLite file path)
             or an existing ``Engine``.
         create_tables: upgrade the schema to the newest migration first.
-        engine_options: extra ``create_engine`` keyword arguments (pool size, timeouts).
+        engine_options: extra ``create_engine`` keyword arguments (pool size, ``connect_args``
+            merged into the profile's).
         retry_policy: how often a transaction that lost a deadlock or serialization race runs
-            again (a failed compare-and-set never does).
+            again within the call's deadline (a failed compare-and-set never does).
+        operation_timeout: the deadline of every call, in seconds (default 10): connecting,
+            network reads, lock waits and reruns together. A call past it raises
+            ``DatabaseUnavailableError`` (``OperationTimeoutError``) or ``LockTimeoutError`` and
+            writes nothing. Stores and queues of one URL share an engine per timeout.
 
     Raises:
         SchemaError: the database is behind this code's migrations and ``create_tables`` is False.
@@ -70,8 +75,9 @@ class SqlWorkflowStore(WorkflowStore):
         *,
         engine_options: dict[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
+        operation_timeout: float | None = None,
     ) -> None:
-        self.engine = get_engine(connection, **(engine_options or {}))
+        self.engine = get_engine(connection, operation_timeout=operation_timeout, **(engine_options or {}))
         self._db = Database(self.engine, retry_policy)
         self.profile = self._db.profile
         #: What each task's row held when this store last read or wrote it (``images``).
@@ -473,7 +479,7 @@ class SqlWorkflowStore(WorkflowStore):
         """
         if session is not None:
             check_joinable(session, self.engine)
-        txn = SqlStoreTransaction(self.engine, self.profile, self._images, queue)
+        txn = SqlStoreTransaction(self.engine, self.profile, self._images, queue, self._db.row_limit)
         yield txn
         if txn.empty:
             return

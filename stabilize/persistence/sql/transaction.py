@@ -15,6 +15,7 @@ from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping, step
 from stabilize.persistence.sql.dialects import GenericProfile, Unit
+from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.images import TaskImages
 from stabilize.persistence.sql.step import StepPart
 from stabilize.persistence.sql.writes import (
@@ -104,15 +105,22 @@ class SqlStoreTransaction(StoreTransaction):
         profile: its dialect profile.
         images: the store's task images (``images.TaskImages``).
         queue: where ``push_message`` sends messages, if anywhere.
+        limit: the bytes one row may hold on the store's database (``mapping.check_size``).
     """
 
     def __init__(
-        self, engine: Engine, profile: GenericProfile, images: TaskImages, queue: Queue | None
+        self,
+        engine: Engine,
+        profile: GenericProfile,
+        images: TaskImages,
+        queue: Queue | None,
+        limit: RowLimit | None = None,
     ) -> None:
         self._engine = engine
         self._profile = profile
         self._images = images
         self._queue = queue
+        self._limit = limit
         self._writes: list[tuple[tuple[int, str, int], Write]] = []
         self._deferred: list[tuple[Message, float]] = []
 
@@ -144,7 +152,7 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value of the workflow cannot be stored (named by its path).
         """
-        self._add(NEW_WORKFLOW, workflow.id, WorkflowInsert.prepare(workflow))
+        self._add(NEW_WORKFLOW, workflow.id, WorkflowInsert.prepare(workflow, self._limit))
 
     def update_workflow_status(self, workflow: Workflow) -> None:
         """Rewrite the workflow's status, times, cancellation and pause details.
@@ -152,7 +160,7 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value cannot be stored.
         """
-        self._add(WORKFLOW, workflow.id, WorkflowStateUpdate.prepare(workflow))
+        self._add(WORKFLOW, workflow.id, WorkflowStateUpdate.prepare(workflow, self._limit))
 
     def store_stage(self, stage: StageExecution, expected_phase: str | WorkflowStatus | None = None) -> None:
         """Compare-and-set the stage (on ``version``, and on status with ``expected_phase``) and
@@ -161,7 +169,7 @@ class SqlStoreTransaction(StoreTransaction):
         Raises:
             ValidationError: a value cannot be stored, or ``expected_phase`` is not a status.
         """
-        self._add(STAGE, stage.id, StageWrite.prepare(stage, expected_phase, self._images))
+        self._add(STAGE, stage.id, StageWrite.prepare(stage, expected_phase, self._images, self._limit))
 
     def execute(self, statement: Executable) -> None:
         """Run ``statement`` in this transaction: an effect that must commit with the step, or not

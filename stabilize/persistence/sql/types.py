@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Boolean, Dialect, Integer, String, Text
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from stabilize.errors import ValidationError
@@ -201,7 +201,9 @@ class Flag(Checked):
 
 class Document(Checked):
     """A JSON object (contexts, outputs, trigger, exception details, payloads) in the one encoding
-    of CONTRACT.md section 7 (``values.encode_document``); JSONB on PostgreSQL.
+    of CONTRACT.md section 7 (``values.encode_document``), kept as the text written on every
+    dialect: ``json`` on PostgreSQL, not ``jsonb``, whose NUMERIC numbers would turn the float
+    1e16 into an int and -0.0 into 0.0 (migration 0003).
 
     ``coerce`` returns a ``CheckedDocument``, which binds without a second check; the driver's
     JSON encoder (``values.compact_json`` on this package's engines) writes it. Optional documents
@@ -212,17 +214,17 @@ class Document(Checked):
 
     impl = JSON
 
-    def __init__(self, *, optional: bool = False) -> None:
+    def __init__(self, *, optional: bool = False, json_null: bool = False) -> None:
         super().__init__(none_as_null=optional)
         self.optional = optional
+        #: None stored as the JSON value null (the column itself is NOT NULL).
+        self.json_null = json_null
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return postgresql.JSONB(none_as_null=self.optional)
         return JSON(none_as_null=self.optional)
 
     def coerce(self, value: Any, path: object) -> CheckedDocument | None:
-        if value is None and self.optional:
+        if value is None and (self.optional or self.json_null):
             return None
         return encode_document(value, path)
 

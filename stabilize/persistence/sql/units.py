@@ -39,7 +39,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stabilize.errors import TransientError
 from stabilize.persistence.sql.dialects import Unit
-from stabilize.persistence.sql.engine import engine_profile
+from stabilize.persistence.sql.dialects.base import RowLimit
+from stabilize.persistence.sql.engine import engine_profile, engine_state
 from stabilize.persistence.sql.faults import RetryPolicy, translated
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Database:
         self.engine = engine
         self.profile = engine_profile(engine)
         self.retry_policy = retry_policy or RetryPolicy()
+        self._state = engine_state(engine)
+        #: The deadline of one call (``Bounds``): the engine's, set where it was created.
+        self.bounds = self._state.bounds
         self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._options = {unit: self.profile.unit_options(unit) for unit in Unit}
         self._slots = _slots_of(engine)
@@ -80,21 +84,33 @@ class Database:
         """Run ``work`` as one unit of work of kind ``unit``: committed if it returns, rolled back
         if it raises, run again (whole) after a transient error.
 
+        It runs again only while another attempt still fits in the call's deadline
+        (``bounds.operation``): each attempt's waits are bounded by ``bounds.attempt``.
+
         Raises:
-            TransientError: the unit kept losing races after every retry.
-            DatabaseUnavailableError: the database cannot be reached.
+            TransientError: the unit kept losing races after every retry it had time for.
+            LockTimeoutError: a lock another client holds was not released in time.
+            DatabaseUnavailableError: the database cannot be reached (``OperationTimeoutError``:
+                not in time).
         """
-        policy = self.retry_policy
+        policy, bounds = self.retry_policy, self.bounds
+        deadline = time.monotonic() + bounds.operation
         for attempt in range(1, policy.attempts + 1):
             try:
                 with translated(self.engine):
                     return self._attempt(work, unit)
             except TransientError as error:
-                if attempt == policy.attempts:
+                pause = policy.delay(attempt)
+                if attempt == policy.attempts or time.monotonic() + pause + bounds.attempt > deadline:
                     raise
                 logger.info("running a unit of work again after a transient error (%s)", error)
-                time.sleep(policy.delay(attempt))
+                time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    @property
+    def row_limit(self) -> RowLimit | None:
+        """Bytes of text and JSON one row may hold on this database (None: no known limit)."""
+        return self.profile.document_limit(self._state.facts)
 
     def _attempt(self, work: Work[T], unit: Unit) -> T:
         with self._session() as session:

@@ -21,9 +21,6 @@ from stabilize.errors import ValidationError
 #: Deepest nesting stored, counting the document itself: MariaDB's JSON_VALID check (its JSON
 #: columns carry one) refuses deeper documents, so every dialect refuses them alike.
 MAX_DEPTH = 31
-#: PostgreSQL's JSONB keeps numbers as NUMERIC and prints integral ones without a fraction, so a
-#: float this large would come back as an int; refused everywhere rather than changed on one.
-FLOAT_LIMIT = 1e16
 #: Longest integer stored: Python's default ``sys.get_int_max_str_digits()``, beyond which
 #: ``json.dumps`` (writing) and ``json.loads`` (reading) raise ValueError on every driver.
 MAX_INT_DIGITS = 4300
@@ -32,9 +29,20 @@ _INT_BOUND = 10**MAX_INT_DIGITS
 
 class CheckedDocument(dict[str, Any]):
     """A document ``encode_document`` made: plain JSON values only, in new containers that nothing
-    else holds. Column types bind it without checking it again."""
+    else holds, with its JSON ``text`` (what the column stores: its size is checked before any SQL
+    runs, and the driver is handed the same text, ``dump_document``). Column types bind it
+    without checking it again."""
 
-    __slots__ = ()
+    __slots__ = ("_text",)
+
+    @property
+    def text(self) -> str:
+        """The document as its column stores it (``compact_json``), encoded once."""
+        try:
+            return self._text
+        except AttributeError:
+            self._text: str = compact_json(self)
+            return self._text
 
 
 def encode_document(value: Any, path: object) -> CheckedDocument:
@@ -44,9 +52,14 @@ def encode_document(value: Any, path: object) -> CheckedDocument:
     """
     if not isinstance(value, dict):
         raise ValidationError(_render(path), f"must be a dict, got {type(value).__name__}")
-    if not value:
-        return CheckedDocument()
-    return CheckedDocument(_encode(value, path, 1))
+    return CheckedDocument(_encode(value, path, 1)) if value else CheckedDocument()
+
+
+def dump_document(value: object) -> str:
+    """The engines' JSON encoder: a checked document's own text, else ``compact_json``."""
+    if type(value) is CheckedDocument:
+        return value.text
+    return compact_json(value)
 
 
 #: Where a value sits: the document's path, or (where its container sits, its key or index). The
@@ -128,14 +141,11 @@ def _check_int(value: int, path: Where) -> int:
 
 
 def _check_float(value: float, path: Where) -> float:
+    # Every finite float is stored as Python writes it (the shortest text that reads back as the
+    # same float, -0.0 included), and every dialect keeps that text (``types.Document``).
     if not math.isfinite(value):
         raise ValidationError(_render(path), f"{value!r} is not a finite number and has no JSON form")
-    if abs(value) >= FLOAT_LIMIT:
-        raise ValidationError(
-            _render(path),
-            f"float {value!r} is too large to store exactly (limit {FLOAT_LIMIT:g}); use an int or a string",
-        )
-    return value + 0.0  # -0.0 becomes 0.0, as PostgreSQL would make it
+    return value
 
 
 def _encode_standard(value: Any, path: Where, depth: int) -> Any:

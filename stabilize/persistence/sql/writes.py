@@ -24,7 +24,7 @@ from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.sql import mapping
 from stabilize.persistence.sql.dialects import GenericProfile
-from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.persistence.sql.dialects.base import RowLimit, rowcount
 from stabilize.persistence.sql.images import Image, TaskImages, image_of_task, with_version
 from stabilize.persistence.sql.queries import WORKFLOW_EXISTS
 from stabilize.persistence.sql.step import StepPart, bind
@@ -117,11 +117,15 @@ class _TaskWrite:
     image: Image | None
 
 
-def _task_writes(tasks: list[TaskExecution], stage_id: str, path: str) -> list[_TaskWrite]:
+def _task_writes(
+    tasks: list[TaskExecution], stage_id: str, path: str, limit: RowLimit | None
+) -> list[_TaskWrite]:
     return [
         _TaskWrite(
             task,
-            mapping.task_values(task, stage_id, i, f"{path}.tasks[{i}]"),
+            mapping.check_size(
+                mapping.task_values(task, stage_id, i, f"{path}.tasks[{i}]"), limit, f"{path}.tasks[{i}]"
+            ),
             image_of_task(task, stage_id, i, task.version) if isinstance(task, TaskExecution) else None,
         )
         for i, task in enumerate(tasks)
@@ -146,16 +150,19 @@ class WorkflowInsert:
     single = False
 
     @classmethod
-    def prepare(cls, workflow: Workflow) -> WorkflowInsert:
-        """Check and encode every row of ``workflow`` (``ValidationError`` names the value)."""
-        row = mapping.workflow_values(workflow)
+    def prepare(cls, workflow: Workflow, limit: RowLimit | None = None) -> WorkflowInsert:
+        """Check and encode every row of ``workflow`` (``ValidationError`` names the value; a row
+        over ``limit`` is refused too)."""
+        row = mapping.check_size(mapping.workflow_values(workflow), limit, "workflow")
         stages: list[RowValues] = []
         edges: list[RowValues] = []
         tasks: list[_TaskWrite] = []
         seen_refs: dict[str, int] = {}
         for position, stage in enumerate(workflow.stages):
             path = f"stages[{position}]"
-            stages.append(mapping.stage_values(stage, workflow.id, position, path))
+            stages.append(
+                mapping.check_size(mapping.stage_values(stage, workflow.id, position, path), limit, path)
+            )
             if stage.ref_id in seen_refs:
                 raise ValidationError(
                     f"{path}.ref_id",
@@ -163,7 +170,7 @@ class WorkflowInsert:
                 )
             seen_refs[stage.ref_id] = position
             edges.extend(mapping.edge_values(stage, workflow.id, path))
-            tasks.extend(_task_writes(stage.tasks, stage.id, path))
+            tasks.extend(_task_writes(stage.tasks, stage.id, path, limit))
         rows = [(WORKFLOWS, [row]), (STAGES, stages), (EDGES, edges), (TASKS, [t.values for t in tasks])]
         return cls(rows, tasks)
 
@@ -187,10 +194,11 @@ class WorkflowStateUpdate:
     single = True
 
     @classmethod
-    def prepare(cls, workflow: Workflow) -> WorkflowStateUpdate:
+    def prepare(cls, workflow: Workflow, limit: RowLimit | None = None) -> WorkflowStateUpdate:
         if not isinstance(workflow, Workflow):
             raise ValidationError("workflow", f"must be a Workflow, got {type(workflow).__name__}")
-        return cls(workflow.id, mapping.WORKFLOWS.state_values(workflow, "workflow"))
+        values = mapping.check_size(mapping.WORKFLOWS.state_values(workflow, "workflow"), limit, "workflow")
+        return cls(workflow.id, values)
 
     def apply(self, context: WriteContext) -> OnCommit | None:
         result = context.connection.execute(_WORKFLOW_STATE, {**self.values, "key_id": self.workflow_id})
@@ -259,16 +267,21 @@ class StageWrite:
     #: The tasks whose rows change (every task of a stage this store has not read or written),
     #: checked and encoded; the others are equal to their rows and need neither.
     changed: list[_TaskWrite]
+    limit: RowLimit | None = None
 
     @classmethod
     def prepare(
-        cls, stage: StageExecution, expected_phase: str | WorkflowStatus | None, images: TaskImages
+        cls,
+        stage: StageExecution,
+        expected_phase: str | WorkflowStatus | None,
+        images: TaskImages,
+        limit: RowLimit | None = None,
     ) -> StageWrite:
         """Check and encode the stage's state and tasks (``ValidationError`` names the value)."""
         if not isinstance(stage, StageExecution):
             raise ValidationError("stage", f"must be a StageExecution, got {type(stage).__name__}")
         phase = expected_status(expected_phase)
-        state = mapping.STAGES.state_values(stage, "stage")
+        state = mapping.check_size(mapping.STAGES.state_values(stage, "stage"), limit, "stage")
         check_version = checker(mapping.STAGES.table.c.version)
         version = check_version(stage.version, "stage.version")
         check_version(version + 1, "stage.version")  # the version a compare-and-set writes
@@ -279,10 +292,10 @@ class StageWrite:
                 raise ValidationError(path, f"must be a TaskExecution, got {type(task).__name__}")
             image = image_of_task(task, stage.id, i, task.version)
             if not images.unchanged(task, image):
-                values = mapping.task_values(task, stage.id, i, path)
+                values = mapping.check_size(mapping.task_values(task, stage.id, i, path), limit, path)
                 check_version(values["version"] + 1, f"{path}.version")  # what its write moves it to
                 changed.append(_TaskWrite(task, values, image))
-        return cls(stage, version, phase, state, changed)
+        return cls(stage, version, phase, state, changed, limit)
 
     @property
     def single(self) -> bool:
@@ -364,7 +377,7 @@ class StageWrite:
         position = connection.execute(_NEXT_POSITION, {"workflow_id": workflow_id}).scalar_one()
         values = {**mapping.stage_values(stage, workflow_id, position or 0, "stage"), "version": version}
         edges = mapping.edge_values(stage, workflow_id, "stage")
-        tasks = _task_writes(stage.tasks, stage.id, "stage")
+        tasks = _task_writes(stage.tasks, stage.id, "stage", self.limit)
         try:
             connection.execute(_INSERT[STAGES], [values])
             if edges:

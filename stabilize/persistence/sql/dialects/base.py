@@ -8,8 +8,10 @@ with portable SQL so an unknown SQLAlchemy dialect still works, only less effici
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from typing import Any
@@ -43,6 +45,53 @@ class Unit(Enum):
         return self in (Unit.WRITE, Unit.WRITE_ONE)
 
 
+#: The default deadline of a public call of the store or the queue, in seconds.
+DEFAULT_OPERATION_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long a call may take, and so how long each of its waits may.
+
+    ``operation`` bounds a whole public call: connecting, network reads, lock waits and the
+    reruns of its unit of work together. One attempt of a unit gets at most ``attempt`` for each
+    of its waits (connect, a lock, a read), half the call's: a unit runs again only while another
+    attempt still fits in what is left (``units.Database``).
+    """
+
+    operation: float = DEFAULT_OPERATION_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if isinstance(self.operation, bool) or not isinstance(self.operation, int | float):
+            raise ValueError(f"operation_timeout: must be seconds, got {self.operation!r}")
+        if not 0.5 <= self.operation <= 3600:
+            raise ValueError(
+                f"operation_timeout: must be between 0.5 and 3600 seconds, got {self.operation!r}"
+            )
+
+    @property
+    def attempt(self) -> float:
+        """Seconds one wait of one attempt may take."""
+        return self.operation / 2
+
+    @property
+    def attempt_ms(self) -> int:
+        return max(1, int(self.attempt * 1000))
+
+    @property
+    def attempt_seconds(self) -> int:
+        """``attempt`` rounded up to whole seconds (drivers and servers that count in seconds)."""
+        return max(1, math.ceil(self.attempt))
+
+
+@dataclass(frozen=True)
+class RowLimit:
+    """The most bytes of text and JSON one row may hold on a database, and where that comes from."""
+
+    bytes: int
+    why: str
+
+
 class GenericProfile:
     """Portable behaviour; subclasses override only what their database does better."""
 
@@ -61,12 +110,28 @@ class GenericProfile:
     #: one-statement call's time on a server.
     ping_after_idle: float | None = 1.0
 
-    def engine_options(self, url: URL) -> dict[str, Any]:
-        """Keyword arguments for ``create_engine``."""
+    def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
+        """Keyword arguments for ``create_engine``: the driver's timeouts derived from ``bounds``,
+        added to (never replacing) what the user put on the URL."""
+        return {"pool_timeout": bounds.attempt}
+
+    def on_connect(self, dbapi_connection: Any, bounds: Bounds) -> dict[str, Any]:
+        """Per-connection settings, run for every new DBAPI connection (lock waits bounded by
+        ``bounds.attempt``); returns what was learned of the server (``server facts``)."""
         return {}
 
-    def on_connect(self, dbapi_connection: Any) -> None:
-        """Per-connection settings, run for every new DBAPI connection."""
+    def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        """How many bytes of text and JSON one row may hold (its values together), or None for no
+        known limit; ``facts`` is what ``on_connect`` learned of the server."""
+        return None
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether the DBAPI ``error`` is a lock wait that outlasted its bound."""
+        return False
+
+    def is_statement_timeout(self, error: BaseException) -> bool:
+        """Whether the DBAPI ``error`` is a statement the server stopped at its time bound."""
+        return False
 
     def keeps_thread_connections(self, url: URL) -> bool:
         """Whether each thread keeps one connection for its units of work instead of a pool
@@ -125,6 +190,14 @@ class GenericProfile:
                 logger.warning("could not release the migration lock; closing the connection", exc_info=True)
                 with suppress(Exception):
                     connection.invalidate()
+
+    def lift_bounds(self, connection: Connection) -> None:
+        """Lift the call bounds ``on_connect`` set on this connection's session (statement and
+        lock-wait timeouts), for a migration's DDL. Runs outside a transaction and leaves none
+        open; ``restore_bounds`` undoes it."""
+
+    def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
+        """Set the session's call bounds again after ``lift_bounds``; same rules."""
 
     def _lock_migrations(self, connection: Connection) -> None:
         """Take the migration lock (see ``migration_lock``); may leave a transaction begun."""

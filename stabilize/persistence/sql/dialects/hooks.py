@@ -11,20 +11,30 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DisconnectionError
 
-from stabilize.persistence.sql.dialects.base import GenericProfile
+from stabilize.persistence.sql.dialects.base import Bounds, GenericProfile
 
 
-def install(engine: Engine, profile: GenericProfile) -> None:
-    """Attach ``profile``'s hooks to ``engine`` (call once per engine)."""
+@dataclass
+class EngineState:
+    """An engine's bounds, and the facts its connections learned of the server (its packet size)."""
+
+    bounds: Bounds
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def install(engine: Engine, profile: GenericProfile, bounds: Bounds) -> EngineState:
+    """Attach ``profile``'s hooks to ``engine`` (call once per engine); return its state."""
+    state = EngineState(bounds)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        profile.on_connect(dbapi_connection)
+        state.facts.update(profile.on_connect(dbapi_connection, bounds))
 
     if profile.ping_after_idle is not None:
         _ping_idle_connections(engine, profile.ping_after_idle)
@@ -34,6 +44,8 @@ def install(engine: Engine, profile: GenericProfile) -> None:
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
             profile.on_begin(connection)
+
+    return state
 
 
 def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:

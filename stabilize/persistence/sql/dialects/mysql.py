@@ -12,22 +12,35 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import GenericProfile, RowValues, Unit, rowcount
+from stabilize.persistence.sql.dialects.base import (
+    Bounds,
+    GenericProfile,
+    RowLimit,
+    RowValues,
+    Unit,
+    rowcount,
+)
 
 #: Prefix of the migration lock's name; GET_LOCK names are server-wide, so the name adds the
 #: database's. Names are limited to 64 characters.
 MIGRATION_LOCK_PREFIX = "stabilize.migrate."
 _LOCK_NAME_LIMIT = 64
 
-#: ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT: the transaction was rolled back (or its statement
-#: was, and we roll back the rest), so running it again is safe.
-TRANSIENT_ERROR_CODES = frozenset({1213, 1205})
+#: ER_LOCK_DEADLOCK: the transaction was rolled back, so running it again is safe.
+TRANSIENT_ERROR_CODES = frozenset({1213})
+#: ER_LOCK_WAIT_TIMEOUT: a lock wait outlasted innodb_lock_wait_timeout.
+LOCK_WAIT_TIMEOUT = 1205
+#: ER_STATEMENT_TIMEOUT (MariaDB's max_statement_time), ER_QUERY_TIMEOUT (MySQL 8's
+#: max_execution_time): the server stopped a statement at its time bound.
+STATEMENT_TIMEOUT_CODES = frozenset({1969, 3024})
 #: Can't connect (2002, 2003), server gone away (2006), lost connection (2013), shutting down
 #: (1053): client and server error codes of the MySQL protocol.
 UNREACHABLE_ERROR_CODES = frozenset({1053, 2002, 2003, 2006, 2013})
 #: ER_DUP_ENTRY.
 DUPLICATE_KEY = 1062
-CONNECT_TIMEOUT_SECONDS = 5
+#: Bytes a row's documents may take below max_allowed_packet: the statement's own text and its
+#: other values travel in the same packet.
+PACKET_MARGIN = 64 * 1024
 
 #: Connection execution option of a unit that reads several statements (``on_begin``).
 SNAPSHOT = "stabilize_snapshot"
@@ -50,34 +63,95 @@ class MysqlProfile(GenericProfile):
             url = url.update_query_dict({"charset": "utf8mb4"})
         return url
 
-    def engine_options(self, url: URL) -> dict[str, Any]:
+    def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
         # READ COMMITTED: no gap locks, so queue claims and inserts of unrelated rows do not
-        # block or deadlock each other the way REPEATABLE READ's next-key locks do.
+        # block or deadlock each other the way REPEATABLE READ's next-key locks do. PyMySQL's
+        # connect_timeout covers the TCP connect only: the handshake and every later read wait
+        # on read_timeout, so a server that accepts and never answers fails the attempt too.
+        timeouts = {
+            "connect_timeout": bounds.attempt_seconds,
+            "read_timeout": bounds.attempt_seconds,
+            "write_timeout": bounds.attempt_seconds,
+        }
         return {
             "pool_size": 5,
             "max_overflow": 10,
             "pool_recycle": 3600,
-            "pool_timeout": 10,
+            "pool_timeout": bounds.attempt,
             "isolation_level": "READ COMMITTED",
-            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            "connect_args": {key: value for key, value in timeouts.items() if key not in url.query},
         }
 
-    def on_connect(self, dbapi_connection: Any) -> None:
+    def on_connect(self, dbapi_connection: Any, bounds: Bounds) -> dict[str, Any]:
+        mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+        wait = bounds.attempt_seconds
+        settings: list[tuple[str, tuple[Any, ...]]] = [
+            # Strict mode for every table: an over-long value is an error, never silently cut.
+            (
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+                "NO_ENGINE_SUBSTITUTION'",
+                (),
+            ),
+            # A row lock held by another client fails the attempt instead of holding the call.
+            ("SET SESSION innodb_lock_wait_timeout = %s", (wait,)),
+            # The ancestor query recurses once per generation of ancestors: MariaDB's default
+            # limit (1000) ends the recursion silently, MySQL's raises; lift both, so a merge is
+            # complete at any depth (a cycle still ends: UNION drops repeated rows).
+            (
+                "SET SESSION max_recursive_iterations = %s"
+                if mariadb
+                else "SET SESSION cte_max_recursion_depth = %s",
+                (4294967295,),
+            ),
+        ]
+        if mariadb:
+            # A statement the server is slow on fails the attempt (MySQL's counterpart bounds
+            # SELECTs only, and the read timeout covers a silent server anyway).
+            settings.append(("SET SESSION max_statement_time = %s", (bounds.attempt,)))
         cursor = dbapi_connection.cursor()
         try:
-            # Strict mode for every table: an over-long value is an error, never silently cut.
-            cursor.execute(
-                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
-                "NO_ENGINE_SUBSTITUTION'"
-            )
+            for statement, params in settings:
+                cursor.execute(statement, params)
+            # The user's own init_command (on the URL) runs again after them, so it wins.
+            given = getattr(dbapi_connection, "init_command", None)
+            if given:
+                cursor.execute(given)
+            cursor.execute("SELECT @@max_allowed_packet")
+            (packet,) = cursor.fetchone()
         finally:
             cursor.close()
+        return {"max_allowed_packet": int(packet)}
+
+    def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        packet = facts.get("max_allowed_packet")
+        if packet is None:
+            return None
+        why = f"the server's max_allowed_packet ({packet} bytes) less {PACKET_MARGIN} for the statement"
+        return RowLimit(max(0, int(packet) - PACKET_MARGIN), why)
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return _code(error) == LOCK_WAIT_TIMEOUT
+
+    def is_statement_timeout(self, error: BaseException) -> bool:
+        return _code(error) in STATEMENT_TIMEOUT_CODES
 
     def is_transient(self, error: BaseException) -> bool:
         return _code(error) in TRANSIENT_ERROR_CODES
 
     def is_unreachable(self, error: BaseException) -> bool:
         return _code(error) in UNREACHABLE_ERROR_CODES
+
+    def lift_bounds(self, connection: Connection) -> None:
+        self._set_bounds(connection, 0.0, max(1, round(self.migration_lock_timeout)))
+
+    def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
+        self._set_bounds(connection, bounds.attempt, bounds.attempt_seconds)
+
+    def _set_bounds(self, connection: Connection, statement: float, lock_wait: int) -> None:
+        if getattr(connection.dialect, "is_mariadb", False):
+            connection.execute(text("SET SESSION max_statement_time = :t"), {"t": statement})
+        connection.execute(text("SET SESSION innodb_lock_wait_timeout = :t"), {"t": lock_wait})
+        connection.commit()
 
     def _lock_migrations(self, connection: Connection) -> None:
         # GET_LOCK is held by the session, not a transaction: MySQL commits around every DDL

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import Unit
+from stabilize.persistence.sql.dialects.base import Bounds, RowLimit, Unit
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 
 #: The advisory lock key of schema migrations ("stab-mig" as a big-endian int64). Advisory keys
@@ -18,9 +18,10 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"stab-mig", "big")
 #: SQLSTATE of a lock wait that ran out of ``lock_timeout``.
 LOCK_NOT_AVAILABLE = "55P03"
 
-#: serialization_failure, deadlock_detected, lock_not_available (PostgreSQL appendix A).
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-CONNECT_TIMEOUT_SECONDS = 5
+#: serialization_failure, deadlock_detected (PostgreSQL appendix A): the transaction lost a race.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+#: query_canceled: here, a statement that outlasted statement_timeout.
+QUERY_CANCELED = "57014"
 
 # psycopg 3 only records the isolation level and the autocommit mode on the connection (sent
 # with the next BEGIN, or not at all): switching them per unit of work costs no round trip.
@@ -38,15 +39,43 @@ class PostgresProfile(OnConflictProfile):
     dialect_insert = staticmethod(pg_insert)
     name = "postgresql"
 
-    def engine_options(self, url: URL) -> dict[str, Any]:
-        # connect_timeout: an unreachable server fails the call in seconds instead of hanging.
-        # jit=off: the store's queries are short; the JIT's compile time (tens of ms, triggered by
-        # the cost estimates of recursive queries) would dwarf their run time.
+    def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
+        # libpq's own parameters (its docs, "Parameter Key Words"); whatever the URL sets wins:
+        # its options are appended to ours (a later -c overrides an earlier one), its keywords
+        # are left alone.
+        wait = bounds.attempt_ms
+        settings = [
+            # The store's queries are short; the JIT's compile time (tens of ms, triggered by the
+            # cost estimates of recursive queries) would dwarf their run time.
+            "-c jit=off",
+            # A lock held by another client, or a statement the server is slow on, fails the
+            # attempt instead of holding the call.
+            f"-c lock_timeout={wait}",
+            f"-c statement_timeout={wait}",
+            # A transaction whose client vanished mid-way does not keep its locks for long.
+            f"-c idle_in_transaction_session_timeout={max(wait * 4, 60_000)}",
+        ]
+        given = url.query.get("options")
+        settings.extend(given if isinstance(given, tuple) else [given] if given else [])
+        connect_args: dict[str, Any] = {"options": " ".join(settings)}
+        defaults = {
+            # The whole connection setup, handshake included (libpq counts in seconds, 2 at least).
+            "connect_timeout": max(2, bounds.attempt_seconds),
+            # A peer that vanished (a partition: packets dropped, no reset) is found by TCP
+            # keepalives within about ``attempt`` seconds while waiting for an answer, and data
+            # it never acknowledges aborts the connection after ``attempt`` (tcp_user_timeout).
+            "keepalives": 1,
+            "keepalives_idle": 1,
+            "keepalives_interval": 1,
+            "keepalives_count": max(1, bounds.attempt_seconds - 1),
+            "tcp_user_timeout": wait,
+        }
+        connect_args.update({key: value for key, value in defaults.items() if key not in url.query})
         return {
             "pool_size": 5,
             "max_overflow": 10,
-            "pool_timeout": 10,
-            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c jit=off"},
+            "pool_timeout": bounds.attempt,
+            "connect_args": connect_args,
         }
 
     autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
@@ -64,6 +93,17 @@ class PostgresProfile(OnConflictProfile):
 
     def supports_claim_returning(self, dialect: Dialect) -> bool:
         return True
+
+    def lift_bounds(self, connection: Connection) -> None:
+        connection.execute(text("SET statement_timeout = 0"))
+        connection.execute(text("SET lock_timeout = 0"))
+        connection.commit()
+
+    def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
+        # RESET returns to the session's start value: the connect-time options (engine_options).
+        connection.execute(text("RESET statement_timeout"))
+        connection.execute(text("RESET lock_timeout"))
+        connection.commit()
 
     def _lock_migrations(self, connection: Connection) -> None:
         # A session-level advisory lock, taken in a transaction of its own and committed at once:
@@ -91,6 +131,15 @@ class PostgresProfile(OnConflictProfile):
 
     def is_transient(self, error: BaseException) -> bool:
         return getattr(error, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+    def is_statement_timeout(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) == QUERY_CANCELED
+
+    def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        return RowLimit(1_073_741_823, "PostgreSQL's largest field, 1 GB (its docs: Appendix K, Limits)")
 
     def is_unreachable(self, error: BaseException) -> bool:
         # A failed connect has no SQLSTATE; class 08 is "connection exception"; 57P0x is a

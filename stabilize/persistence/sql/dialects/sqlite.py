@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from stabilize.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import Unit
+from stabilize.persistence.sql.dialects.base import Bounds, RowLimit, Unit
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 
 #: Connection execution option: the statement that begins a transaction (``on_begin``); None
@@ -29,7 +29,8 @@ _BEGIN_OF: dict[Unit, dict[str, Any]] = {
 }
 
 
-_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+_BUSY_CODES = (SQLITE_BUSY, SQLITE_LOCKED)
 
 
 def _switch_to_wal(cursor: Any) -> None:
@@ -64,10 +65,13 @@ class SqliteProfile(OnConflictProfile):
     name = "sqlite"
     ping_after_idle = None
 
-    def engine_options(self, url: URL) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "connect_args": {"check_same_thread": False},
-        }
+    def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
+        connect_args: dict[str, Any] = {"check_same_thread": False}
+        if "timeout" not in url.query:
+            # The sqlite3 module's busy timeout: how long a statement waits for another
+            # connection's lock before SQLITE_BUSY. A URL's ``?timeout=`` wins.
+            connect_args["timeout"] = bounds.attempt
+        options: dict[str, Any] = {"connect_args": connect_args}
         if is_memory(url):
             # One shared connection: otherwise every pooled connection is its own empty database.
             options["poolclass"] = StaticPool
@@ -82,15 +86,15 @@ class SqliteProfile(OnConflictProfile):
         # threads share the one connection already.
         return not is_memory(url)
 
-    def on_connect(self, dbapi_connection: Any) -> None:
+    def on_connect(self, dbapi_connection: Any, bounds: Bounds) -> dict[str, Any]:
         # Take transaction control from the sqlite3 module, which would otherwise BEGIN lazily
         # before the first write and so make a read-then-write transaction unable to upgrade its
         # lock (SQLAlchemy docs: "Serializable isolation / Savepoints / Transactional DDL").
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # Wait for a competing writer instead of failing at once with "database is locked".
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # The busy timeout (waiting for a competing writer instead of failing at once with
+            # "database is locked") is the connection's ``timeout`` (``engine_options``).
             _switch_to_wal(cursor)
             # NORMAL is durable across application crashes in WAL mode; only an OS crash may
             # lose the last commits, never corrupt the file.
@@ -105,10 +109,19 @@ class SqliteProfile(OnConflictProfile):
             cursor.execute("PRAGMA temp_store=MEMORY")
         finally:
             cursor.close()
+        return {}
 
     def is_transient(self, error: BaseException) -> bool:
-        # SQLITE_BUSY / SQLITE_LOCKED, after busy_timeout has already waited.
-        return getattr(error, "sqlite_errorcode", None) in _BUSY_CODES
+        # SQLITE_LOCKED: a table lock of the shared cache (in-memory databases).
+        return getattr(error, "sqlite_errorcode", None) == SQLITE_LOCKED
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        # SQLITE_BUSY after the busy timeout has waited: another connection held the write lock.
+        # (Writers take it at BEGIN IMMEDIATE and readers never upgrade, so BUSY is no deadlock.)
+        return getattr(error, "sqlite_errorcode", None) == SQLITE_BUSY
+
+    def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        return RowLimit(1_000_000_000, "SQLite's SQLITE_MAX_LENGTH, the bytes of one row (its default)")
 
     def is_unreachable(self, error: BaseException) -> bool:
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.

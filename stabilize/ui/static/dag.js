@@ -21,35 +21,23 @@
     return line.length > MAX_CHARS ? line.slice(0, MAX_CHARS - 1) + "\u2026" : line;
   }
 
-  function clusterId(stageId) {
-    return "cluster:" + stageId;
-  }
-
-  /* A compound dagre graph: a stage with synthetic stages becomes a cluster holding the stage and
-   * its synthetic ones (nested clusters for nested synthetic stages). */
+  /* The dagre graph of a run: a node per stage, an edge per requisite and one from each stage to
+   * its synthetic stages, weighted so dagre keeps a synthetic stage beside its parent. (Drawing
+   * synthetic stages inside a compound cluster was tried: dagre then scatters large runs.) */
   function layout(graph) {
-    const g = new dagre.graphlib.Graph({ compound: true, multigraph: true });
+    const g = new dagre.graphlib.Graph({ multigraph: true });
     g.setGraph({ rankdir: "LR", nodesep: 16, ranksep: 48, edgesep: 10, marginx: 16, marginy: 16 });
     g.setDefaultEdgeLabel(function () { return {}; });
-    const known = new Set(graph.nodes.map(function (n) { return n.id; }));
-    const parents = new Set();
-    for (const n of graph.nodes) if (n.parent_stage_id && known.has(n.parent_stage_id)) parents.add(n.parent_stage_id);
     for (const n of graph.nodes) g.setNode(n.id, { width: NODE_WIDTH, height: NODE_HEIGHT, stage: n });
-    for (const id of parents) {
-      g.setNode(clusterId(id), { cluster: true, padding: 8 });
-      g.setParent(id, clusterId(id));
-    }
-    for (const n of graph.nodes) {
-      if (!parents.has(n.parent_stage_id)) continue;
-      const box = parents.has(n.id) ? clusterId(n.id) : n.id;
-      g.setParent(box, clusterId(n.parent_stage_id));
-    }
     const byId = new Map(graph.nodes.map(function (n) { return [n.id, n]; }));
-    for (const e of graph.edges) {
+    // dagre's initial ordering stacks a stage's successors in reverse order of their edges' insertion;
+    // adding the edges last-first puts siblings top to bottom in the run's own order (work-1 first).
+    for (const e of graph.edges.slice().reverse()) {
       // A synthetic stage that runs before its parent is drawn before it: the arrow says "then".
       const before = e.kind === "synthetic" && (byId.get(e.target) || {}).synthetic_stage_owner === "STAGE_BEFORE";
-      if (before) g.setEdge(e.target, e.source, { kind: e.kind }, e.kind);
-      else g.setEdge(e.source, e.target, { kind: e.kind }, e.kind);
+      const label = { kind: e.kind, weight: e.kind === "synthetic" ? 8 : 1 };
+      if (before) g.setEdge(e.target, e.source, label, e.kind);
+      else g.setEdge(e.source, e.target, label, e.kind);
     }
     dagre.layout(g);
     return g;
@@ -62,27 +50,6 @@
       markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse",
     }, d);
     element("path", { d: "M0,0 L10,5 L0,10 z", class: "dag-arrowhead" }, marker);
-  }
-
-  /* A cluster is outlined around the stages it holds (dagre's own cluster box spans whole ranks). */
-  function drawCluster(layer, g, id) {
-    const pad = 8;
-    let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
-    const pending = g.children(id).slice();
-    while (pending.length) {
-      const child = pending.pop();
-      const box = g.node(child);
-      if (box.cluster) { pending.push.apply(pending, g.children(child)); continue; }
-      left = Math.min(left, box.x - box.width / 2);
-      right = Math.max(right, box.x + box.width / 2);
-      top = Math.min(top, box.y - box.height / 2);
-      bottom = Math.max(bottom, box.y + box.height / 2);
-    }
-    if (left === Infinity) return;
-    element("rect", {
-      class: "dag-cluster", x: left - pad, y: top - pad, width: right - left + 2 * pad,
-      height: bottom - top + 2 * pad, rx: 8,
-    }, layer);
   }
 
   function drawEdge(layer, edge) {
@@ -131,16 +98,11 @@
       "aria-label": "DAG of " + graph.nodes.length + " stages",
     });
     defs(svg);
-    const clusters = element("g", { class: "dag-clusters" }, svg);
     const edges = element("g", { class: "dag-edges" }, svg);
     const nodes = element("g", { class: "dag-nodes" }, svg);
     const groups = new Map();
-    for (const id of g.nodes()) if (g.node(id).cluster) drawCluster(clusters, g, id);
     for (const e of g.edges()) drawEdge(edges, g.edge(e));
-    for (const id of g.nodes()) {
-      const box = g.node(id);
-      if (!box.cluster) groups.set(id, drawNode(nodes, box, link));
-    }
+    for (const id of g.nodes()) groups.set(id, drawNode(nodes, g.node(id), link));
     container.replaceChildren(svg);
     container.dataset.nodes = String(groups.size);
     container.dataset.layoutMs = (laidOut - started).toFixed(1);

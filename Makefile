@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DB ?= sqlite:///stabilize.db
 
-.PHONY: venv demo test lint pytest wheel clean bench
+.PHONY: venv demo test lint pytest wheel clean bench browser ui
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,17 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/stabilize --url '$(DB)' demo --workers 3
 
+## The web dashboard on the same database as the demo: http://127.0.0.1:8000/
+ui: venv
+	$(VENV)/bin/stabilize --url '$(DB)' ui
+
+## Debian's Chromium for the browser tests (tests/ui), installed once when missing: Playwright drives
+## /usr/bin/chromium and never downloads a browser of its own.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
+	@dpkg-query -W -f='browser: chromium $${Version}\n' chromium 2>/dev/null || echo "browser: /usr/bin/chromium"
+
 ## The whole test suite on every dialect (SQLite file + memory, PostgreSQL, MariaDB), plus the checkers.
 test: lint pytest
 
@@ -26,7 +37,7 @@ lint: venv
 	$(VENV)/bin/mypy --strict stabilize
 
 # Two runs: everything in parallel, then the tests that restart the database servers, alone.
-pytest: venv
+pytest: venv browser
 	$(PY) -m pytest -n 2 -p no:cacheprovider -m "not restart" $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:cacheprovider -m restart $(PYTEST_ARGS)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stabilize.cli import db, demo, health, queue, runs  # noqa: F401 - importing registers the subcommands
 from stabilize.cli.app import cli
+from stabilize.ui import command  # noqa: F401 - registers `stabilize ui` (web libraries load when it runs)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from stabilize.queue.interface import Queue
 
 _PROCESSED_BATCH = 1000
+#: Seconds ``is_healthy`` waits by default: a probe must answer fast, up or down.
+HEALTH_TIMEOUT = 2.0
 _WORKFLOWS = mapping.WORKFLOWS.table
 _PROCESSED = mapping.PROCESSED_TABLE
 _IS_PROCESSED = select(_PROCESSED.c.message_id).where(_PROCESSED.c.message_id == bindparam("message_id"))
@@ -441,10 +444,21 @@ class SqlWorkflowStore(WorkflowStore):
 
     # -- health and transactions ------------------------------------------------------------
 
-    def is_healthy(self) -> bool:
+    def is_healthy(self, timeout: float | None = None) -> bool:
         """True when the database answers and its schema is one this code can use (at head, or
-        ahead during a rolling deploy); False, never an exception, otherwise."""
-        return database_is_healthy(self._db)
+        ahead during a rolling deploy); False, never an exception, otherwise.
+
+        Args:
+            timeout: seconds to wait for the answer (default: 2, or the operation timeout if
+                shorter); a database that has not answered by then is unhealthy. The check goes
+                on in the background until its own bounds end it.
+        """
+        bound = min(HEALTH_TIMEOUT, self._db.bounds.operation) if timeout is None else timeout
+        answer: list[bool] = []
+        probe = threading.Thread(target=lambda: answer.append(database_is_healthy(self._db)), daemon=True)
+        probe.start()
+        probe.join(bound)
+        return bool(answer and answer[0])
 
     def health(self) -> HealthReport:
         """Reachability, schema revision against head, queue depth and age, dead letters; see

@@ -87,6 +87,8 @@ class ErrorLog(logging.Handler):
         super().__init__(level=logging.WARNING)
         self.errors: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.warnings: dict[str, int] = {}
+        #: Exceptions already counted (the processor logs one, then ``process_one`` re-raises it).
+        self._seen: list[BaseException] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
@@ -99,6 +101,9 @@ class ErrorLog(logging.Handler):
             self.warnings[text] = self.warnings.get(text, 0) + 1
 
     def add(self, exc: BaseException, where: str) -> None:
+        if any(exc is seen for seen in self._seen):
+            return
+        self._seen.append(exc)
         described = describe(exc, where)
         top = described["frames"][-1] if described["frames"] else ""
         self._count((described["type"], described["message"][:300], top), described)
@@ -112,6 +117,7 @@ class ErrorLog(logging.Handler):
     def reset(self) -> None:
         self.errors = {}
         self.warnings = {}
+        self._seen = []
 
 
 # -- the engine, opened on one database ---------------------------------------------------------------

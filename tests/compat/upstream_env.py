@@ -357,7 +357,7 @@ def describe_failure(result: Mapping[str, Any]) -> str:
             lines.append("    stderr: " + error["stderr"][-2000:])
     for engine_error in result.get("engine_errors", [])[:8]:
         lines.append(
-            f"engine error x{engine_error.get('count', 1)} handling {engine_error.get('message_type')}: "
+            f"engine error x{engine_error.get('count', 1)} ({engine_error.get('where')}): "
             f"{engine_error.get('type')}: {engine_error.get('message')}"
         )
         for frame in engine_error.get("frames", [])[-6:]:

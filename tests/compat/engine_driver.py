@@ -4,9 +4,13 @@
 
 ``upstream_env.run_side`` writes the spec and reads the results; run this by hand only to debug.
 Side ``upstream`` imports the installed package (upstream's store and queue); side ``ours`` runs
-with the overlay first on ``PYTHONPATH``, so the same lines below open our store and queue. Only
-upstream's public engine API is used: ``Orchestrator``, ``QueueProcessor.process_one``,
-``TaskRegistry``, ``register_builder``, ``hitl.send_signal``, the store's ``pause``.
+with the overlay first on ``PYTHONPATH``, so the same lines below open our store and queue (only
+the schema step differs: upstream's SQL migrations or its queue's ``_create_table`` on its side,
+our migrations through ``create_repository(url, create_tables=True)`` on ours). The workflows use
+upstream's public engine API only: ``Orchestrator`` (``start``, ``unpause``),
+``QueueProcessor.process_one``, ``TaskRegistry``, ``register_builder``, ``hitl.send_signal``, and
+the store's ``pause``, ``retrieve``, ``retrieve_execution_summary`` and
+``get_merged_ancestor_outputs`` to watch and read the outcome.
 
 Each workflow gets its own empty database. The processor is stepped with ``process_one`` until
 the workflow is complete, at most ``max_steps`` times: when nothing is due, the workflow's own

@@ -1,52 +1,51 @@
-"""The library's exception hierarchy: every error a caller may want to catch by type."""
+"""The library's base exceptions, shaped as the Stabilize engine's own (``stabilize.errors``).
+
+An engine catches these by type: a failed compare-and-set is a ``ConcurrencyError``, which is a
+``TransientError`` (retry the step on fresh state), as in upstream Stabilize. The persistence
+layer's own errors (``ValidationError``, ``DatabaseUnavailableError``, ...) live in
+``stabilize.persistence.errors`` and subclass these; they are importable from here too.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class StabilizeError(Exception):
     """Base of every error this library raises on purpose."""
 
 
-class ConcurrencyError(StabilizeError):
-    """A compare-and-set lost: the row's version or status was not the one the caller read."""
-
-
-class ValidationError(StabilizeError, ValueError):
-    """A value cannot be stored; the message names the field (its path) and the problem.
-
-    It is a ``ValueError`` so callers that already catch bad input that way keep working.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
-
-
-class DuplicateError(StabilizeError, ValueError):
-    """An id that must be new is already stored."""
-
-
-class SchemaError(StabilizeError):
-    """The database schema is not the one this code expects (run the upgrade command)."""
-
-
-class DatabaseUnavailableError(StabilizeError):
-    """The database cannot be reached (down, restarting, wrong address). Nothing was written;
-    the same call succeeds once the server is back, without rebuilding the store."""
-
-
 class TransientError(StabilizeError):
-    """A transaction lost to a deadlock, a serialization conflict or a busy database, and kept
-    losing after the library's bounded retries. Nothing was written; retrying later is safe."""
+    """A temporary condition: the same call may succeed later (a lost race, an unreachable or
+    busy database). Nothing was written."""
 
 
-class LockTimeoutError(StabilizeError):
-    """A lock another client holds (a row, or SQLite's write lock) was not released within the
-    call's bound. Nothing was written; the same call succeeds once the holder lets go."""
+class ConcurrencyError(TransientError):
+    """A compare-and-set lost: the row's version or status was not the one the caller read.
+    Read again and retry."""
 
 
-class OperationTimeoutError(DatabaseUnavailableError):
-    """The database did not answer within the call's deadline (a statement the server is slow
-    on, a network that stopped carrying packets). Nothing was written unless the message says the
-    outcome is unknown; the store stays usable."""
+#: The persistence layer's errors, re-exported here on first use (``stabilize.persistence.errors``
+#: imports this module for its bases, so a plain import would be a cycle).
+_PERSISTENCE_ERRORS = frozenset(
+    {
+        "CommitUnknownError",
+        "DatabaseUnavailableError",
+        "DuplicateError",
+        "LockTimeoutError",
+        "OperationTimeoutError",
+        "SchemaError",
+        "ValidationError",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PERSISTENCE_ERRORS:
+        from stabilize.persistence import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ConcurrencyError", "StabilizeError", "TransientError", *sorted(_PERSISTENCE_ERRORS)]

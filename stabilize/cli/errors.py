@@ -13,7 +13,7 @@ from enum import IntEnum
 import click
 from sqlalchemy.exc import DBAPIError
 
-from stabilize.errors import DatabaseUnavailableError, StabilizeError
+from stabilize.persistence.errors import DatabaseUnavailableError, StabilizeError
 
 
 class ExitCode(IntEnum):

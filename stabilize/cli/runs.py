@@ -11,9 +11,9 @@ from stabilize.cli import documents, graph, render
 from stabilize.cli.app import Settings, cli, pass_settings
 from stabilize.cli.errors import CliError
 from stabilize.cli.output import confirm, emit_json, emit_plain, format_option, yes_option
-from stabilize.models.ids import now_ms
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.store.interface import WorkflowCriteria
 
 STATUS = click.Choice([s.name for s in WorkflowStatus], case_sensitive=False)

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select
 
-from stabilize.errors import ValidationError
-from stabilize.models.ids import new_id
+from stabilize.persistence.errors import ValidationError
+from stabilize.persistence.ids import new_id
 from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.rows import ID_LENGTH
 from stabilize.queue.records import DEAD_LETTERS, QUEUE, ROW_COLUMNS, Row, dead_letter_values

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from stabilize.models.ids import new_id, now_ms
 from stabilize.models.stage import SyntheticStageOwner
 from stabilize.models.status import WorkflowStatus
+from stabilize.persistence.ids import new_id, now_ms
 
 
 class MessageDecodeError(ValueError):

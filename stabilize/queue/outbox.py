@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import CTE, ColumnElement, Connection, bindparam, delete, exists, insert, select
 
-from stabilize.models.ids import new_id, now_ms
+from stabilize.persistence.ids import new_id, now_ms
 from stabilize.persistence.sql.dialects.base import RowLimit, rowcount
 from stabilize.persistence.sql.mapping import check_size
 from stabilize.persistence.sql.step import StepPart, bind

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, Text, cast
 from sqlalchemy.orm import Session
 
-from stabilize.errors import ValidationError
+from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow, table_of
 from stabilize.persistence.sql.types import checker
 from stabilize.persistence.sql.values import CheckedDocument, load_document

@@ -43,8 +43,8 @@ from typing import Any
 from sqlalchemy import URL, ColumnElement, Connection, Engine, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from stabilize.errors import ValidationError
-from stabilize.models.ids import now_ms
+from stabilize.persistence.errors import ValidationError
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.engine import get_engine, mask

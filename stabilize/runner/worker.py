@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from traceback import format_exception_only
 
-from stabilize.errors import ConcurrencyError
-from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.errors import ConcurrencyError
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.store import StoreTransaction, WorkflowStore
 from stabilize.queue.interface import Queue
 from stabilize.queue.messages import (

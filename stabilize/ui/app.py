@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stabilize.cli.errors import describe
-from stabilize.errors import DatabaseUnavailableError, SchemaError, StabilizeError, TransientError
+from stabilize.persistence.errors import DatabaseUnavailableError, SchemaError, StabilizeError, TransientError
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.persistence.store.interface import WorkflowNotFoundError
 from stabilize.queue.sql import SqlQueue

@@ -15,10 +15,10 @@ from typing import Any
 from stabilize.cli import documents, render
 from stabilize.cli.graph import _edges as dag_edges  # one list of a run's edges, shared with mermaid/dot
 from stabilize.cli.health import state_of
-from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.sql.health import HealthReport
 from stabilize.queue.sql import SqlQueue
 

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from stabilize.errors import DatabaseUnavailableError, LockTimeoutError, OperationTimeoutError, TransientError
+from stabilize.persistence.errors import (
+    DatabaseUnavailableError,
+    LockTimeoutError,
+    OperationTimeoutError,
+    TransientError,
+)
 from stabilize.persistence.sql.engine import engine_profile, mask
 
 
@@ -42,6 +47,11 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
+class RaceLost(TransientError):
+    """The transaction lost a race (a deadlock, a serialization failure) and was rolled back: the
+    unit of work runs again (``units.Database``), and raises this when it keeps losing."""
+
+
 @contextmanager
 def translated(engine: Engine) -> Iterator[None]:
     """Re-raise DBAPI errors of the enclosed block as the library's own where they have a meaning."""
@@ -52,7 +62,7 @@ def translated(engine: Engine) -> Iterator[None]:
         cause = error.orig if error.orig is not None else error
         first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         if profile.is_transient(cause):
-            raise TransientError(f"transaction lost a race and was rolled back: {first_line}") from error
+            raise RaceLost(f"transaction lost a race and was rolled back: {first_line}") from error
         if profile.is_lock_timeout(cause):
             raise LockTimeoutError(
                 f"database {mask(engine.url)}: a lock held by another client was not released in time: "

@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 
-from stabilize.errors import StabilizeError
-from stabilize.models.ids import now_ms
+from stabilize.persistence.errors import StabilizeError
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.sql import migrate
 from stabilize.persistence.sql.engine import mask
 from stabilize.persistence.sql.faults import RetryPolicy

@@ -17,11 +17,11 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table
 
-from stabilize.errors import ValidationError
-from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import PausedDetails, Trigger, Workflow
+from stabilize.persistence.errors import ValidationError
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.rows import (
     Base,

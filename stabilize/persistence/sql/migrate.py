@@ -22,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine
 
-from stabilize.errors import SchemaError
+from stabilize.persistence.errors import SchemaError
 from stabilize.persistence.sql.engine import engine_profile, engine_state
 
 SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "_migrations"

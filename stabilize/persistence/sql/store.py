@@ -11,11 +11,11 @@ from sqlalchemy import URL, Connection, Engine, Select, bindparam, delete, func,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from stabilize.errors import DatabaseUnavailableError, DuplicateError, ValidationError
-from stabilize.models.ids import now_ms
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import COMPLETED_STATUSES, WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.errors import DatabaseUnavailableError, DuplicateError, ValidationError
+from stabilize.persistence.ids import now_ms
 from stabilize.persistence.sql import mapping, queries
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import rowcount

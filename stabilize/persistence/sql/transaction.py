@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import CTE, ColumnElement, Connection, Engine, Executable, event, select
 from sqlalchemy.orm import Session, SessionTransaction
 
-from stabilize.errors import ValidationError
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.sql import mapping, step
 from stabilize.persistence.sql.dialects import GenericProfile, Unit
 from stabilize.persistence.sql.dialects.base import RowLimit

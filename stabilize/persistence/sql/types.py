@@ -21,7 +21,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Dialect, Integer, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from stabilize.errors import ValidationError
+from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.sql.values import CheckedDocument, check_text, encode_document
 
 E = TypeVar("E", bound=Enum)

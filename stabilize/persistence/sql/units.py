@@ -37,11 +37,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stabilize.errors import TransientError
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.engine import engine_profile, engine_state
-from stabilize.persistence.sql.faults import RetryPolicy, translated
+from stabilize.persistence.sql.faults import RaceLost, RetryPolicy, translated
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 
-class _LostBeforeCommit(TransientError):
+class _LostBeforeCommit(RaceLost):
     """The connection died before the unit could have committed anything: safe to run again."""
 
 
@@ -99,7 +98,7 @@ class Database:
             try:
                 with translated(self.engine):
                     return self._attempt(work, unit)
-            except TransientError as error:
+            except RaceLost as error:  # a lost race, or a connection lost before commit
                 pause = policy.delay(attempt)
                 if attempt == policy.attempts or time.monotonic() + pause + bounds.attempt > deadline:
                     raise

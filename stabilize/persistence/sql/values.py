@@ -16,7 +16,7 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
-from stabilize.errors import ValidationError
+from stabilize.persistence.errors import ValidationError
 
 #: Deepest nesting stored, counting the document itself: MariaDB's JSON_VALID check (its JSON
 #: columns carry one) refuses deeper documents, so every dialect refuses them alike.

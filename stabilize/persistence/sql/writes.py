@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import CTE, ColumnElement, Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from stabilize.errors import ConcurrencyError, DuplicateError, ValidationError
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.errors import ConcurrencyError, DuplicateError, ValidationError
 from stabilize.persistence.sql import mapping
 from stabilize.persistence.sql.dialects import GenericProfile
 from stabilize.persistence.sql.dialects.base import RowLimit, rowcount

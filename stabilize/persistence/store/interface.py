@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stabilize.errors import StabilizeError
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence.errors import StabilizeError
 
 if TYPE_CHECKING:
     from stabilize.persistence.store.transaction import StoreTransaction

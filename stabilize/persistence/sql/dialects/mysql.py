@@ -11,7 +11,7 @@ from sqlalchemy import URL, Connection, Dialect, Executable, Table, bindparam, e
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
-from stabilize.errors import SchemaError
+from stabilize.persistence.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import (
     Bounds,
     GenericProfile,

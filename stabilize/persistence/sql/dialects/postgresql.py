@@ -8,7 +8,7 @@ from sqlalchemy import URL, Connection, Dialect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 
-from stabilize.errors import SchemaError
+from stabilize.persistence.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import Bounds, RowLimit, Unit
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
-from stabilize.errors import SchemaError
+from stabilize.persistence.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import Bounds, RowLimit, Unit
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 

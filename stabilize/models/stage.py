@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from stabilize.models.ids import new_id
+from stabilize.models.multi_instance import MultiInstanceConfig
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.task import TaskExecution
 
@@ -22,6 +23,29 @@ class SyntheticStageOwner(Enum):
     STAGE_AFTER = "STAGE_AFTER"
 
 
+class JoinType(Enum):
+    """How a stage with several requisites waits for them.
+
+    AND waits for all of them; OR for the branches an OR-split activated; MULTI_MERGE fires once
+    per requisite that completes; DISCRIMINATOR fires on the first; N_OF_M once
+    ``join_threshold`` of them completed.
+    """
+
+    AND = "AND"
+    OR = "OR"
+    MULTI_MERGE = "MULTI_MERGE"
+    DISCRIMINATOR = "DISCRIMINATOR"
+    N_OF_M = "N_OF_M"
+
+
+class SplitType(Enum):
+    """Which of a stage's downstream stages run: all (AND), or those whose condition in
+    ``split_conditions`` holds (OR)."""
+
+    AND = "AND"
+    OR = "OR"
+
+
 @dataclass
 class StageExecution:
     """A stage of a workflow.
@@ -29,6 +53,10 @@ class StageExecution:
     The DAG lives in ``requisite_stage_ref_ids``: the ref ids this stage waits for. Synthetic
     stages hang off a parent through ``parent_stage_id`` instead. ``version`` is the
     compare-and-set token the store checks and increments on every update.
+
+    The control-flow fields after ``version`` are the engine's (joins, splits, multi-instance,
+    deferred choice, milestones, mutexes, cancel regions); the store keeps them as written when
+    the stage was added.
     """
 
     id: str = field(default_factory=new_id)
@@ -47,6 +75,22 @@ class StageExecution:
     start_time_expiry: int | None = None
     scheduled_time: int | None = None
     version: int = 0
+    join_type: JoinType = JoinType.AND
+    #: For ``JoinType.N_OF_M``: how many requisites must complete.
+    join_threshold: int = 0
+    split_type: SplitType = SplitType.AND
+    #: For ``SplitType.OR``: downstream ref id -> the condition that activates it.
+    split_conditions: dict[str, str] = field(default_factory=dict)
+    mi_config: MultiInstanceConfig | None = None
+    #: Stages of one group race: the first to start wins, the others are canceled.
+    deferred_choice_group: str | None = None
+    #: The stage may run only while the stage ``milestone_ref_id`` has ``milestone_status``.
+    milestone_ref_id: str | None = None
+    milestone_status: str | None = None
+    #: Stages sharing a key never run at the same time.
+    mutex_key: str | None = None
+    #: The region a cancellation of any of its stages cancels as a whole.
+    cancel_region: str | None = None
     _execution: weakref.ReferenceType[Workflow] | Workflow | None = field(
         default=None, repr=False, compare=False
     )

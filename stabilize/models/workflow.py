@@ -83,6 +83,8 @@ class Workflow:
     keep_waiting_pipelines: bool = False
     origin: str = "unknown"
     config_version: str | None = None
+    #: The queue table the workflow's messages go to (the engine records it when it starts).
+    queue_table: str | None = None
 
     def __post_init__(self) -> None:
         for stage in self.stages:
@@ -138,6 +140,12 @@ class Workflow:
         pipeline_config_id: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> Workflow:
+        """A new pipeline of ``stages``.
+
+        Raises:
+            ValueError: two stages share a ref id (as upstream Stabilize's graph check refuses it).
+        """
+        _refuse_duplicate_refs(stages)
         return cls(
             application=application,
             name=name,
@@ -149,7 +157,19 @@ class Workflow:
 
     @classmethod
     def create_orchestration(cls, application: str, name: str, stages: list[StageExecution]) -> Workflow:
+        """A new orchestration of ``stages`` (``ValueError`` on a repeated ref id, as ``create``)."""
+        _refuse_duplicate_refs(stages)
         return cls(type=WorkflowType.ORCHESTRATION, application=application, name=name, stages=stages)
+
+
+def _refuse_duplicate_refs(stages: list[StageExecution]) -> None:
+    first: dict[str, int] = {}
+    for index, stage in enumerate(stages):
+        earlier = first.setdefault(stage.ref_id, index)
+        if earlier != index:
+            raise ValueError(
+                f"stages[{index}].ref_id: {stage.ref_id!r} is the ref id of stages[{earlier}] too"
+            )
 
 
 __all__ = ["PausedDetails", "Trigger", "Workflow", "WorkflowType"]

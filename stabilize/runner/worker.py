@@ -87,7 +87,9 @@ class Worker:
             with self.store.transaction(self.queue) as txn:
                 if step is not None:
                     step(txn)
-                txn.mark_message_processed(message.message_id, type(message).__name__, _execution_of(message))
+                txn.mark_processed_at_commit(
+                    message.message_id, type(message).__name__, _execution_of(message)
+                )
         except ConcurrencyError:
             # Another worker moved the stage first; handle the message again on fresh state.
             self.queue.reschedule(message, 0)

@@ -9,7 +9,10 @@ from typing import Any
 from sqlalchemy import Engine, event, func, select, update
 
 from stabilize.models import (
+    JoinType,
+    MultiInstanceConfig,
     PausedDetails,
+    SplitType,
     StageExecution,
     SyntheticStageOwner,
     TaskExecution,
@@ -99,6 +102,14 @@ def full_workflow() -> Workflow:
         start_time_expiry=1_700_000_900_000,
         scheduled_time=1_699_999_999_000,
         version=4,
+        split_type=SplitType.OR,
+        split_conditions={"test": "ctx.get('run_tests')", "deploy": "True"},
+        mi_config=MultiInstanceConfig(count=3, sync_on_complete=False, join_threshold=2, allow_dynamic=True),
+        deferred_choice_group="choice-ä",
+        milestone_ref_id="approval",
+        milestone_status="SUCCEEDED",
+        mutex_key="mutex:db",
+        cancel_region="region-1",
     )
     build.add_task(
         TaskExecution(
@@ -157,6 +168,8 @@ def full_workflow() -> Workflow:
         name="Deploy",
         status=WorkflowStatus.NOT_STARTED,
         requisite_stage_ref_ids={"build", "test", "approval"},
+        join_type=JoinType.N_OF_M,
+        join_threshold=2,
     )
     before = StageExecution(
         id=stage_ids[3],
@@ -212,6 +225,7 @@ def full_workflow() -> Workflow:
         keep_waiting_pipelines=True,
         origin="api",
         config_version="v7",
+        queue_table="queue_messages",
     )
 
 

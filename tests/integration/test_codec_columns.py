@@ -44,9 +44,11 @@ from tests.integration.builders import RICH_JSON, full_workflow
 COLUMNS = {
     "workflows": "id type application name status context trigger start_time end_time start_time_expiry"
     " is_canceled canceled_by cancellation_reason paused pipeline_config_id is_limit_concurrent"
-    " max_concurrent_executions keep_waiting_pipelines origin config_version created_at",
+    " max_concurrent_executions keep_waiting_pipelines origin config_version created_at queue_table",
     "stages": "id workflow_id position ref_id type name status context outputs parent_stage_id"
-    " synthetic_stage_owner start_time end_time start_time_expiry scheduled_time version",
+    " synthetic_stage_owner start_time end_time start_time_expiry scheduled_time version join_type"
+    " join_threshold split_type split_conditions mi_config deferred_choice_group milestone_ref_id"
+    " milestone_status mutex_key cancel_region",
     "stage_edges": "workflow_id ref_id requisite_ref_id",
     "tasks": "id stage_id position name implementing_class status start_time end_time stage_start stage_end"
     " loop_start loop_end task_exception_details version",
@@ -56,7 +58,16 @@ COLUMNS = {
 }
 
 
-JSON_COLUMNS = {"context", "trigger", "paused", "outputs", "task_exception_details", "payload"}
+JSON_COLUMNS = {
+    "context",
+    "trigger",
+    "paused",
+    "outputs",
+    "task_exception_details",
+    "payload",
+    "split_conditions",
+    "mi_config",
+}
 
 
 class Colour(StrEnum):
@@ -116,6 +127,16 @@ def expected_stage(dialect: str, stage: StageExecution, workflow_id: str, positi
         "start_time_expiry": stage.start_time_expiry,
         "scheduled_time": stage.scheduled_time,
         "version": stage.version,
+        "join_type": stage.join_type.name,
+        "join_threshold": stage.join_threshold,
+        "split_type": stage.split_type.name,
+        "split_conditions": stage.split_conditions,
+        "mi_config": None if stage.mi_config is None else stage.mi_config.to_dict(),
+        "deferred_choice_group": stage.deferred_choice_group,
+        "milestone_ref_id": stage.milestone_ref_id,
+        "milestone_status": stage.milestone_status,
+        "mutex_key": stage.mutex_key,
+        "cancel_region": stage.cancel_region,
     }
 
 
@@ -200,6 +221,7 @@ def test_a_stored_workflow_has_each_field_in_its_own_column(store: SqlWorkflowSt
             "origin": "api",
             "config_version": "v7",
             "created_at": created_at,
+            "queue_table": "queue_messages",
         },
     )
     check_stages_and_tasks(store, dialect, workflow)
@@ -348,4 +370,7 @@ def test_json_columns_keep_their_text_on_postgresql(store: SqlWorkflowStore) -> 
         "tasks.task_exception_details": "json",
         "queue_messages.payload": "json",
         "queue_dead_letters.payload": "json",
+        "stages.split_conditions": "json",
+        "stages.mi_config": "json",
+        "workflow_signals.signal_data": "json",
     }

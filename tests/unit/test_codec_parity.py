@@ -161,22 +161,27 @@ class Marker:
         return f"Marker({self.key!r})"
 
 
+#: Fields whose column value is converted on the way in and out (``mapping``): a value each that
+#: the conversion takes.
+CONVERTED: dict[type[Any], dict[str, Any]] = {
+    Workflow: {"trigger": {"type": "marker"}, "paused": None},
+    StageExecution: {"mi_config": None},
+}
+
+
 @pytest.mark.parametrize(("domain", "row", "codec"), ENTITIES, ids=["workflow", "stage", "task"])
 def test_a_codec_reads_each_column_into_the_attribute_of_its_name(
     domain: type[Any], row: type[Base], codec: mapping.Codec[Any]
 ) -> None:
     table: Table = codec.table
-    converted = {"trigger": {"type": "marker"}, "paused": None}  # read through a conversion
-    values = [
-        converted[c.key] if domain is Workflow and c.key in converted else Marker(c.key)
-        for c in table.columns
-    ]
+    converted = CONVERTED.get(domain, {})  # read through a conversion
+    values = [converted[c.key] if c.key in converted else Marker(c.key) for c in table.columns]
     extra: dict[str, Any] = {"requisite_stage_ref_ids": set()} if domain is StageExecution else {}
     built = codec.build(values, **extra)
     wrong = {
         key: getattr(built, key)
         for key in codec.fields
-        if not (domain is Workflow and key in converted) and getattr(built, key) != Marker(key)
+        if key not in converted and getattr(built, key) != Marker(key)
     }
     assert wrong == {}
 
@@ -192,7 +197,7 @@ def test_each_codec_writes_each_attribute_into_the_column_of_its_name() -> None:
     ]
     for obj, codec, values in cases:
         for key in codec.fields:
-            if codec is mapping.WORKFLOWS and key in ("trigger", "paused"):
+            if key in CONVERTED.get(codec.domain, {}):
                 continue
             expected = checker(codec.table.c[key])(getattr(obj, key), key)
             assert values[key] == expected, (type(obj).__name__, key)

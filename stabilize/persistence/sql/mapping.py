@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table
 
+from stabilize.models.multi_instance import MultiInstanceConfig
 from stabilize.models.stage import StageExecution
 from stabilize.models.task import TaskExecution
 from stabilize.models.workflow import PausedDetails, Trigger, Workflow
@@ -163,7 +164,24 @@ WORKFLOWS: Codec[Workflow] = Codec(
     to_column={"trigger": _trigger_document, "paused": _paused_document},
     from_column={"trigger": Trigger.from_dict, "paused": _paused_details},
 )
-STAGES: Codec[StageExecution] = Codec(StageRow, StageExecution)
+def _mi_document(config: MultiInstanceConfig | None, path: object) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    if not isinstance(config, MultiInstanceConfig):
+        raise ValidationError(str(path), f"must be MultiInstanceConfig or None, got {type(config).__name__}")
+    return config.to_dict()
+
+
+def _mi_config(document: dict[str, Any] | None) -> MultiInstanceConfig | None:
+    return None if document is None else MultiInstanceConfig.from_dict(document)
+
+
+STAGES: Codec[StageExecution] = Codec(
+    StageRow,
+    StageExecution,
+    to_column={"mi_config": _mi_document},
+    from_column={"mi_config": _mi_config},
+)
 TASKS: Codec[TaskExecution] = Codec(TaskRow, TaskExecution)
 
 EDGE_TABLE = table_of(StageEdgeRow)
@@ -256,7 +274,11 @@ def stages_from_rows(
     tasks = []
     for row in task_rows:
         task = TASKS.build(row)
-        by_id[row[_TASK_STAGE]].add_task(task)
+        # What upstream Stabilize's models have too (no add_task there): the engine's own model
+        # classes load through this codec as well as ours.
+        stage = by_id[row[_TASK_STAGE]]
+        stage.tasks.append(task)
+        task.stage = stage
         tasks.append((task, row))
     return LoadedStages(loaded, tasks)
 

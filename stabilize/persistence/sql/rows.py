@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, Integer, MetaData, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from stabilize.models.stage import SyntheticStageOwner
+from stabilize.models.stage import JoinType, SplitType, SyntheticStageOwner
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import WorkflowType
 from stabilize.persistence.sql.types import BoundedText, Count, Document, EnumName, Flag, Millis
@@ -105,6 +105,7 @@ class WorkflowRow(Base):
     keep_waiting_pipelines: Mapped[bool] = mapped_column(Flag(), info=FIXED)
     origin: Mapped[str] = mapped_column(names(), info=FIXED)
     config_version: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
+    queue_table: Mapped[str | None] = mapped_column(names(optional=True), info=STATE)
     created_at: Mapped[int] = mapped_column(Millis(optional=False), info=PLACE)
 
 
@@ -138,6 +139,19 @@ class StageRow(Base):
     start_time_expiry: Mapped[int | None] = mapped_column(Millis(), info=STATE)
     scheduled_time: Mapped[int | None] = mapped_column(Millis(), info=STATE)
     version: Mapped[int] = mapped_column(Count(), info=VERSION)
+    # The engine's control flow, as written when the stage was added (migration 0004).
+    join_type: Mapped[JoinType] = mapped_column(EnumName(JoinType), info=FIXED)
+    join_threshold: Mapped[int] = mapped_column(Count(), info=FIXED)
+    split_type: Mapped[SplitType] = mapped_column(EnumName(SplitType), info=FIXED)
+    split_conditions: Mapped[dict[str, Any]] = mapped_column(info=FIXED)
+    mi_config: Mapped[dict[str, Any] | None] = mapped_column(Document(optional=True), info=FIXED)
+    deferred_choice_group: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
+    milestone_ref_id: Mapped[str | None] = mapped_column(BoundedText(REF_LENGTH, optional=True), info=FIXED)
+    milestone_status: Mapped[str | None] = mapped_column(
+        BoundedText(STATUS_LENGTH, optional=True), info=FIXED
+    )
+    mutex_key: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
+    cancel_region: Mapped[str | None] = mapped_column(names(optional=True), info=FIXED)
 
 
 class StageEdgeRow(Base):
@@ -247,6 +261,53 @@ class DeadLetterRow(Base):
     created_at: Mapped[int] = mapped_column(Millis(optional=False))
     failed_at: Mapped[int] = mapped_column(Millis(optional=False))
     raw_payload: Mapped[str | None] = mapped_column(BoundedText(optional=True))
+
+
+class StageClaimRow(Base):
+    """A named claim of a workflow held by one stage: the engine's mutex (``mutex:<key>``) and
+    deferred choice (``choice:<group>``); see ``SqlStoreTransaction.acquire_claim``."""
+
+    __tablename__ = "stage_claims"
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+    workflow_id: Mapped[str] = mapped_column(
+        ids(), ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True
+    )
+    claim_key: Mapped[str] = mapped_column(names(), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(ids())
+    claimed_at: Mapped[int] = mapped_column(Millis(optional=False))
+
+
+class WorkflowSignalRow(Base):
+    """A signal sent to a stage before it was ready for it, kept until the stage consumes it."""
+
+    __tablename__ = "workflow_signals"
+    __table_args__ = (
+        Index(
+            "ix_workflow_signals_workflow_id_stage_ref_id_consumed", "workflow_id", "stage_ref_id", "consumed"
+        ),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(ids(), ForeignKey("workflows.id", ondelete="CASCADE"))
+    stage_ref_id: Mapped[str] = mapped_column(BoundedText(REF_LENGTH))
+    signal_name: Mapped[str] = mapped_column(names())
+    signal_data: Mapped[dict[str, Any]]
+    consumed: Mapped[bool] = mapped_column(Flag())
+    created_at: Mapped[int] = mapped_column(Millis(optional=False))
+    consumed_at: Mapped[int | None] = mapped_column(Millis())
+
+
+class AdmissionLockRow(Base):
+    """One row per admission key (a pipeline config): a transaction that writes it holds the
+    row's lock until it ends, so admissions of one key run one at a time on every dialect."""
+
+    __tablename__ = "admission_locks"
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+    lock_key: Mapped[str] = mapped_column(names(), primary_key=True)
+    locked_at: Mapped[int] = mapped_column(Millis(optional=False))
 
 
 def table_of(row: type[Base]) -> Table:

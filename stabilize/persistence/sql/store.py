@@ -27,7 +27,12 @@ from stabilize.persistence.sql.lineage import merge_outputs, topological_order
 from stabilize.persistence.sql.migrate import ensure_current, upgrade
 from stabilize.persistence.sql.queries import StageSelection
 from stabilize.persistence.sql.rows import ProcessedMessageRow, StageRow, WorkflowRow
-from stabilize.persistence.sql.transaction import SqlStoreTransaction, after_caller_commits, check_joinable
+from stabilize.persistence.sql.transaction import (
+    OpenUnit,
+    SqlStoreTransaction,
+    after_caller_commits,
+    check_joinable,
+)
 from stabilize.persistence.sql.types import checker
 from stabilize.persistence.sql.units import Database, NeedsTransaction
 from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotFoundError, WorkflowStore
@@ -471,9 +476,11 @@ class SqlWorkflowStore(WorkflowStore):
     ) -> Iterator[SqlStoreTransaction]:
         """One database transaction for a whole engine step (see ``SqlStoreTransaction``).
 
-        The block only collects the step's writes; they run when it ends, in one lock order,
-        and the whole transaction runs again after a deadlock or serialization failure. If the
-        block raises, nothing is written.
+        The block's writes are collected and run when it ends, in one lock order, and the whole
+        transaction runs again after a deadlock or serialization failure. A call that answers
+        while the block runs (``mark_message_processed``, ``acquire_claim``, ...) begins the
+        database transaction at once instead; it then commits when the block ends and is not
+        run again. If the block raises, nothing is written.
 
         Args:
             queue: where ``push_message`` sends messages; a queue on the store's database makes
@@ -493,18 +500,35 @@ class SqlWorkflowStore(WorkflowStore):
         """
         if session is not None:
             check_joinable(session, self.engine)
-        txn = SqlStoreTransaction(self.engine, self.profile, self._images, queue, self._db.row_limit)
-        yield txn
-        if txn.empty:
-            return
-        if session is not None:
-            after_caller_commits(session, self._db.within(session, txn.apply))
-            return
-        plan = txn.plan()
+            joined = session
+            open_unit: OpenUnit = lambda: self._db.within(joined)  # noqa: E731
+        else:
+            open_unit = self._db.held
+        txn = SqlStoreTransaction(
+            self.engine, self.profile, self._images, queue, self._db.row_limit, open_unit=open_unit
+        )
         try:
-            actions = self._db.run(plan.run, plan.unit)
-        except NeedsTransaction:  # nothing was written: the writes need a statement each
-            actions = self._db.run(txn.apply, Unit.WRITE)
+            yield txn
+        except BaseException as error:
+            if txn.open:
+                txn.abandon(type(error), error, error.__traceback__)
+            raise
+        if txn.open:
+            actions = txn.finish()
+        elif txn.empty:
+            return
+        elif session is not None:
+            with self._db.within(session) as connection:
+                actions = txn.apply(connection)
+        else:
+            plan = txn.plan()
+            try:
+                actions = self._db.run(plan.run, plan.unit)
+            except NeedsTransaction:  # nothing was written: the writes need a statement each
+                actions = self._db.run(txn.apply, Unit.WRITE)
+        if session is not None:
+            after_caller_commits(session, actions)
+            return
         for action in actions:
             action()
 

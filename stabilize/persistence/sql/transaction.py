@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import CTE, ColumnElement, Connection, Engine, Executable, event, select
+from sqlalchemy import CTE, ColumnElement, Connection, Engine, Executable, event, func, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.errors import ValidationError
-from stabilize.persistence.sql import mapping, step
+from stabilize.persistence.sql import claims, mapping, step
 from stabilize.persistence.sql.dialects import GenericProfile, Unit
 from stabilize.persistence.sql.dialects.base import RowLimit
+from stabilize.persistence.sql.faults import translated
 from stabilize.persistence.sql.images import TaskImages
+from stabilize.persistence.sql.rows import WorkflowRow
 from stabilize.persistence.sql.step import StepPart
+from stabilize.persistence.sql.types import checker
 from stabilize.persistence.sql.writes import (
     OnCommit,
     StageWrite,
@@ -74,6 +79,11 @@ class Outbox(Protocol):
         """Check and encode ``message`` now; write it later with ``PendingPush.write``."""
 
 
+#: Opens the transaction's database transaction for calls that need an answer while the block
+#: runs (``units.Database.held``, or ``within`` a caller's Session).
+OpenUnit = Callable[[], AbstractContextManager[Connection]]
+
+
 @dataclass
 class Plan:
     """How a transaction's writes run: the unit of work's kind, and its work."""
@@ -100,12 +110,21 @@ class SqlStoreTransaction(StoreTransaction):
     without the message that continues from it, nor the reverse. Given a queue that does not live
     in this database, messages are pushed to it after the commit and ``is_atomic`` is False.
 
+    **Calls that answer** (``mark_message_processed``, ``acquire_claim``, ``lock_admission``,
+    ``workflow_status``, ``count_running``, ``buffered_ids``) need the database while the block
+    runs: the first of them begins the transaction (on SQLite with its write lock), and it stays
+    open until the block ends. The ones that read first write what the block asked for so far,
+    so they see it. Such a transaction commits when the block ends and is not run again by the
+    store: the block acted on its answers, so a lost race raises ``TransientError`` for the
+    caller to retry the block (the engine does).
+
     Args:
         engine: the store's engine.
         profile: its dialect profile.
         images: the store's task images (``images.TaskImages``).
         queue: where ``push_message`` sends messages, if anywhere.
         limit: the bytes one row may hold on the store's database (``mapping.check_size``).
+        open_unit: begins the database transaction for the calls that answer.
     """
 
     def __init__(
@@ -115,6 +134,7 @@ class SqlStoreTransaction(StoreTransaction):
         images: TaskImages,
         queue: Queue | None,
         limit: RowLimit | None = None,
+        open_unit: OpenUnit | None = None,
     ) -> None:
         self._engine = engine
         self._profile = profile
@@ -123,6 +143,11 @@ class SqlStoreTransaction(StoreTransaction):
         self._limit = limit
         self._writes: list[tuple[tuple[int, str, int], Write]] = []
         self._deferred: list[tuple[Message, float]] = []
+        self._open_unit = open_unit
+        self._unit = ExitStack()
+        self._connection: Connection | None = None
+        #: What the commit means for objects in memory, of writes already applied.
+        self._applied: list[OnCommit] = []
 
     @property
     def is_atomic(self) -> bool:
@@ -191,12 +216,125 @@ class SqlStoreTransaction(StoreTransaction):
             return
         self._add(MESSAGE, "", _Push(outbox.pending_push(message, delay)))
 
-    def mark_message_processed(
+    def mark_processed_at_commit(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
-        """Record ``message_id`` as processed when this transaction commits (idempotent)."""
+        """Record ``message_id`` as processed with this transaction's writes, without an answer
+        (idempotent): for a caller that checked ``is_message_processed`` already, and whose step
+        then stays one statement where the dialect allows.
+
+        Raises:
+            ValidationError: a value cannot be stored.
+        """
         values = mapping.processed_message_values(message_id, handler_type, execution_id)
         self._add(MARK, message_id, _Mark(values))
+
+    def set_config_version(self, workflow_id: str, config_version: str | None) -> None:
+        """Record the engine configuration's fingerprint the workflow runs under.
+
+        Raises:
+            ValidationError: the id or the version cannot be stored.
+        """
+        values = {
+            "id": checker(WorkflowRow.__table__.c.id)(workflow_id, "workflow.id"),
+            "config_version": checker(WorkflowRow.__table__.c.config_version)(
+                config_version, "workflow.config_version"
+            ),
+        }
+        self._add(WORKFLOW, workflow_id, _ConfigVersion(values))
+
+    # -- calls that answer while the block runs ----------------------------------------------
+
+    def mark_message_processed(
+        self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
+    ) -> bool:
+        """Mark ``message_id`` processed in this transaction, now.
+
+        Returns:
+            True when this call made the mark, False when it existed already (committed by
+            another delivery, which this one waited for if it was still in flight): the engine
+            then rolls its step back as a duplicate delivery.
+
+        Raises:
+            ValidationError: a value cannot be stored.
+        """
+        values = mapping.processed_message_values(message_id, handler_type, execution_id)
+        connection = self._now(see_writes=False)
+        with translated(self._engine):
+            inserted = self._profile.insert_ignore(
+                connection, mapping.PROCESSED_TABLE, [values], ("message_id",)
+            )
+        return inserted == 1
+
+    def acquire_claim(
+        self, execution_id: str, claim_key: str, stage_id: str, steal_if_owner_terminal: bool = False
+    ) -> bool:
+        """Take the named claim of workflow ``execution_id`` for ``stage_id`` (the engine's
+        mutex ``mutex:<key>`` and deferred choice ``choice:<group>``); see ``claims.acquire``.
+
+        Returns:
+            True when ``stage_id`` holds the claim: it was free, or already this stage's, or
+            (with ``steal_if_owner_terminal``) its holder stage is gone or complete. False when
+            another stage holds it: the engine then raises in the block, rolling it back.
+
+        Raises:
+            ValidationError: a value cannot be stored.
+        """
+        claim = claims.claim_values(execution_id, claim_key, stage_id)
+        connection = self._now()
+        with translated(self._engine):
+            return claims.acquire(connection, self._profile, claim, steal_if_owner_terminal)
+
+    def lock_admission(self, key: str) -> None:
+        """Hold the admission lock of ``key`` (a pipeline config id) until this transaction
+        ends: admissions of one key decide one at a time, each on what the one before
+        committed. Call it first in the block, before reading the counts it protects."""
+        connection = self._now()
+        with translated(self._engine):
+            claims.lock_admission(connection, self._profile, key)
+
+    def workflow_status(self, workflow_id: str) -> tuple[str | None, bool]:
+        """The workflow's status name and ``is_canceled`` as this transaction sees them;
+        ``(None, False)`` when no workflow has this id."""
+        statement = select(WorkflowRow.status, WorkflowRow.is_canceled).where(WorkflowRow.id == workflow_id)
+        with translated(self._engine):
+            row = self._now().execute(statement).first()
+        return (None, False) if row is None else (row[0].name, bool(row[1]))
+
+    def count_running(self, pipeline_config_id: str) -> int:
+        """How many workflows of the pipeline config are RUNNING."""
+        statement = select(func.count()).where(
+            WorkflowRow.pipeline_config_id == pipeline_config_id, WorkflowRow.status == WorkflowStatus.RUNNING
+        )
+        with translated(self._engine):
+            return int(self._now().execute(statement).scalar_one())
+
+    def buffered_ids(self, pipeline_config_id: str) -> list[str]:
+        """The ids of the pipeline config's BUFFERED workflows, ascending (oldest first: ids
+        are ULIDs)."""
+        statement = (
+            select(WorkflowRow.id)
+            .where(
+                WorkflowRow.pipeline_config_id == pipeline_config_id,
+                WorkflowRow.status == WorkflowStatus.BUFFERED,
+            )
+            .order_by(WorkflowRow.id)
+        )
+        with translated(self._engine):
+            return list(self._now().execute(statement).scalars())
+
+    def _now(self, see_writes: bool = True) -> Connection:
+        """The open transaction's connection, begun on first use; with ``see_writes``, the
+        block's writes so far are applied first (in lock order), so what follows reads them."""
+        if self._connection is None:
+            if self._open_unit is None:
+                raise RuntimeError("this transaction cannot answer while its block runs")
+            self._connection = self._unit.enter_context(self._open_unit())
+        if see_writes and self._writes:
+            with translated(self._engine):
+                self._applied.extend(self._run_writes(self._connection))
+            self._writes.clear()
+        return self._connection
 
     # -- what the store calls ----------------------------------------------------------------
 
@@ -204,6 +342,30 @@ class SqlStoreTransaction(StoreTransaction):
     def empty(self) -> bool:
         """Whether the block asked for nothing to be written."""
         return not self._writes and not self._deferred
+
+    @property
+    def open(self) -> bool:
+        """Whether a call that answers began the database transaction (``finish`` ends it)."""
+        return self._connection is not None
+
+    def finish(self) -> list[OnCommit]:
+        """Write the rest of the block's writes in the open transaction, commit it, and return
+        what to do now that it committed (in a caller's Session: once that commits)."""
+        connection = self._connection
+        assert connection is not None
+        with self._unit:
+            on_commit = self._applied
+            parts = self._step_parts()
+            with translated(self._engine):
+                written = step.run(connection, parts) if parts is not None else self._run_writes(connection)
+            on_commit.extend(written)
+        return self._after(on_commit)
+
+    def abandon(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        """Roll the open transaction back: the block raised ``error``."""
+        self._unit.__exit__(kind, error, trace)
 
     def _ordered(self) -> list[Write]:
         return [write for _, write in sorted(self._writes, key=lambda entry: entry[0])]
@@ -215,27 +377,38 @@ class SqlStoreTransaction(StoreTransaction):
         writes = self._ordered()
         if len(writes) == 1 and writes[0].single:
             return Plan(Unit.WRITE_ONE, lambda connection: self.apply(connection, single=True))
+        parts = self._step_parts()
+        if parts is not None:
+            unit = Unit.WRITE_ONE if step.guards(parts) <= 1 else Unit.WRITE
+            return Plan(unit, lambda connection: self._after(step.run(connection, parts)))
+        return Plan(Unit.WRITE, self.apply)
+
+    def _step_parts(self) -> list[StepPart] | None:
+        """The writes as parts of one step statement, or None where they cannot be one."""
+        if self._profile.step_insert is None or not self._writes:
+            return None
         # A row written twice in one statement takes one of the writes only (PostgreSQL docs,
         # "Data-Modifying Statements in WITH"): a step that writes a row twice runs write by write.
         keyed = [(rank, key) for (rank, key, _), _ in self._writes if rank in (WORKFLOW, STAGE, MARK)]
-        if self._profile.step_insert is not None and len(keyed) == len(set(keyed)):
-            parts = [write.step_part(self._profile, self._images) for write in writes]
-            if all(part is not None for part in parts):
-                known = [part for part in parts if part is not None]
-                unit = Unit.WRITE_ONE if step.guards(known) <= 1 else Unit.WRITE
-                return Plan(unit, lambda connection: self._after(step.run(connection, known)))
-        return Plan(Unit.WRITE, self.apply)
+        if len(keyed) != len(set(keyed)):
+            return None
+        parts = [write.step_part(self._profile, self._images) for write in self._ordered()]
+        known = [part for part in parts if part is not None]
+        return known if len(known) == len(parts) else None
 
     def apply(self, connection: Connection, single: bool = False) -> list[OnCommit]:
         """Run every write in lock order on ``connection``, a statement or a few each; return what
         to do once the commit succeeded. ``single``: the writes run as ``Unit.WRITE_ONE``."""
+        return self._after(self._run_writes(connection, single))
+
+    def _run_writes(self, connection: Connection, single: bool = False) -> list[OnCommit]:
         context = WriteContext(connection, self._profile, self._images, single=single)
         on_commit = []
         for write in self._ordered():
             after = write.apply(context)
             if after is not None:
                 on_commit.append(after)
-        return self._after(on_commit)
+        return on_commit
 
     def _after(self, on_commit: list[OnCommit]) -> list[OnCommit]:
         queue, deferred = self._queue, list(self._deferred)
@@ -253,6 +426,25 @@ class _Effect:
 
     def apply(self, context: WriteContext) -> OnCommit | None:
         context.connection.execute(self.statement)
+        return None
+
+    def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
+        return None
+
+
+@dataclass
+class _ConfigVersion:
+    """``set_config_version``: one workflow's fingerprint, by a statement of its own."""
+
+    values: dict[str, Any]
+    single = True
+
+    def apply(self, context: WriteContext) -> OnCommit | None:
+        context.connection.execute(
+            update(WorkflowRow)
+            .where(WorkflowRow.id == self.values["id"])
+            .values(config_version=self.values["config_version"])
+        )
         return None
 
     def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:

@@ -167,12 +167,31 @@ class Database:
             slot.busy = False
             slot.release()
 
-    def within(self, session: Session, work: Work[T]) -> T:
-        """Run ``work`` inside the caller's ``session``, in a SAVEPOINT: if it raises, what it
-        wrote is rolled back and the caller's own work in the session stays as it was. The
-        caller commits or rolls back; nothing is retried here."""
+    @contextmanager
+    def held(self) -> Iterator[Connection]:
+        """A write unit its caller works in while the block runs: begun as ``Unit.WRITE`` (on
+        SQLite, the write lock taken at BEGIN), committed when the block ends, rolled back if it
+        raises. It is never run again: the block's own code ran, and may have acted on answers
+        (a transient error propagates as ``TransientError``, for the caller to retry).
+
+        Raises:
+            TransientError, LockTimeoutError, DatabaseUnavailableError: as ``run``.
+        """
+        with translated(self.engine), self._session() as session:
+            try:
+                yield session.connection(execution_options=self._options[Unit.WRITE])
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def within(self, session: Session) -> Iterator[Connection]:
+        """The caller's ``session``'s connection, in a SAVEPOINT for the block: if the block
+        raises, what it wrote is rolled back and the caller's own work in the session stays as it
+        was. The caller commits or rolls back; nothing is retried here."""
         with translated(self.engine), session.begin_nested():
-            return work(session.connection())
+            yield session.connection()
 
 
 def _lost(database: Database, error: DBAPIError) -> bool:

@@ -42,8 +42,66 @@ class StoreTransaction(ABC):
     @abstractmethod
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
+    ) -> bool:
+        """Record that ``message_id`` has been handled, so a redelivery is recognised.
+
+        Returns:
+            True when this call made the mark, False when it existed already (the engine rolls
+            its step back as a duplicate delivery).
+        """
+
+    @abstractmethod
+    def mark_processed_at_commit(
+        self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
-        """Record that ``message_id`` has been handled, so a redelivery is recognised."""
+        """Record ``message_id`` as handled with the step's writes, without an answer."""
+
+    @abstractmethod
+    def set_config_version(self, workflow_id: str, config_version: str | None) -> None:
+        """Record the engine configuration's fingerprint the workflow runs under."""
+
+    def acquire_claim(
+        self, execution_id: str, claim_key: str, stage_id: str, steal_if_owner_terminal: bool = False
+    ) -> bool:
+        """Take a named claim of the workflow for ``stage_id``; True when the stage holds it.
+
+        Raises:
+            NotImplementedError: the store has no claims.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stage claims")
+
+    def lock_admission(self, key: str) -> None:
+        """Serialise admissions of ``key`` until the transaction ends.
+
+        Raises:
+            NotImplementedError: the store has no admission lock (the engine then admits
+                without a limit, and says so).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no admission lock")
+
+    def workflow_status(self, workflow_id: str) -> tuple[str | None, bool]:
+        """The workflow's status name and cancellation flag in this transaction.
+
+        Raises:
+            NotImplementedError: the store cannot read inside its transactions.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read in a transaction")
+
+    def count_running(self, pipeline_config_id: str) -> int:
+        """How many workflows of the pipeline config are RUNNING.
+
+        Raises:
+            NotImplementedError: the store cannot read inside its transactions.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read in a transaction")
+
+    def buffered_ids(self, pipeline_config_id: str) -> list[str]:
+        """The ids of the pipeline config's BUFFERED workflows, ascending.
+
+        Raises:
+            NotImplementedError: the store cannot read inside its transactions.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read in a transaction")
 
     @abstractmethod
     def execute(self, statement: Any) -> None:
@@ -90,8 +148,19 @@ class NoOpTransaction(StoreTransaction):
 
     def mark_message_processed(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
+    ) -> bool:
+        """Buffer the mark; answer from what the store has committed so far (not atomic: a
+        concurrent delivery may mark it first)."""
+        self._marks.append((message_id, handler_type, execution_id))
+        return not self._store.is_message_processed(message_id)
+
+    def mark_processed_at_commit(
+        self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
         self._marks.append((message_id, handler_type, execution_id))
+
+    def set_config_version(self, workflow_id: str, config_version: str | None) -> None:
+        """Not recorded: the store interface has no call for it."""
 
     def execute(self, statement: Any) -> None:
         raise NotImplementedError("a NoOpTransaction has no database transaction to run statements in")

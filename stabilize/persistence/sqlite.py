@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from stabilize.persistence.sql.store import SqlWorkflowStore
 
 
 class SqliteWorkflowStore(SqlWorkflowStore):
-    """``SqlWorkflowStore`` on a SQLite file (``sqlite:///path``, a bare path) or ``sqlite:///:memory:``."""
+    """``SqlWorkflowStore`` on a SQLite file (``sqlite:///path``, a bare path) or
+    ``sqlite:///:memory:``, with upstream Stabilize's constructor (``connection_string=``,
+    ``create_tables=``).
+
+    Args:
+        connection_string: the database URL or file path.
+        create_tables: upgrade the schema to the newest migration first.
+        **options: ``SqlWorkflowStore``'s keyword-only options (``operation_timeout``, ...).
+    """
 
     def __init__(
-        self, connection_string: str = "sqlite:///stabilize.db", create_tables: bool = False
+        self, connection_string: str = "sqlite:///stabilize.db", create_tables: bool = False, **options: Any
     ) -> None:
-        super().__init__(connection_string, create_tables=create_tables)
+        super().__init__(connection_string, create_tables=create_tables, **options)

@@ -41,7 +41,9 @@ from stabilize.queue.messages import (
     message_type_name,
     serialize_message,
 )
-from stabilize.queue.sql import PostgresQueue, SqliteQueue, SqlQueue, push_in_session
+from stabilize.queue.postgres import PostgresQueue
+from stabilize.queue.sql import SqlQueue, push_in_session
+from stabilize.queue.sqlite import SqliteQueue
 
 __all__ = [
     "MESSAGE_TYPES",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 from stabilize.queue.messages import Message
 
@@ -21,6 +21,16 @@ Delay: TypeAlias = timedelta | float
 
 class Queue(ABC):
     """Durable, delayed, at-least-once delivery of engine messages."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what this object holds of the database (idempotent); later calls fail."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @abstractmethod
     def push(self, message: Message, delay: Delay | None = None, connection: Any | None = None) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, RowMapping, Text, cast
 from sqlalchemy.orm import Session
 
 from stabilize.persistence.errors import ValidationError
+from stabilize.persistence.ids import new_id
 from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow, table_of
 from stabilize.persistence.sql.types import checker
 from stabilize.persistence.sql.values import CheckedDocument, load_document
@@ -115,13 +116,16 @@ def _id_field(message: Message, name: str, path: str) -> str | None:
 def message_values(message: Message, deliver_at: int) -> RowValues:
     """Validated ``queue_messages`` values for a new delivery of ``message``, due at ``deliver_at``.
 
-    Attempts start at 0 whatever the object says: a push is a new message, not a retry.
+    Attempts start at 0 whatever the object says: a push is a new message, not a retry. A
+    message without an id (None or empty, as the engine pushes a retry: ``replace(message,
+    message_id=None)``) is stored under a fresh one, as upstream's queues do.
     """
     path = f"message({type(message).__name__})"
     type_name, payload = serialize_message(message)
     message_id = message.message_id
     if not message_id:
-        raise ValidationError(f"{path}.message_id", "must not be empty")
+        message_id = new_id()
+        payload = {**payload, "message_id": message_id}
     max_attempts = checker(_COLUMNS.max_attempts)(message.max_attempts, f"{path}.max_attempts")
     if max_attempts < 1:
         raise ValidationError(f"{path}.max_attempts", f"must be an integer >= 1, got {max_attempts!r}")

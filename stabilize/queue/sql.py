@@ -72,7 +72,7 @@ from stabilize.queue.records import (
     payload_of,
 )
 
-__all__ = ["PendingPush", "PostgresQueue", "QueueStats", "SqlQueue", "SqliteQueue", "push_in_session"]
+__all__ = ["PendingPush", "QueueStats", "SqlQueue", "push_in_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class SqlQueue(Queue):
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValidationError("max_attempts", f"must be an integer >= 1, got {max_attempts!r}")
         self.engine = get_engine(connection, operation_timeout=operation_timeout, **(engine_options or {}))
-        self._db = Database(self.engine, retry_policy)
+        self._db = Database(self.engine, retry_policy, owns_engine=not isinstance(connection, Engine))
         self.table_name = table_name
         self.lock_ms = _lock_ms(lock_duration)
         self.max_attempts = max_attempts
@@ -180,7 +180,9 @@ class SqlQueue(Queue):
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
 
     def close(self) -> None:
-        """Nothing to release: the engine belongs to the process (``dispose_engines``)."""
+        """Stop using the database (idempotent); the last store or queue of an engine to close
+        releases its connections (see ``SqlWorkflowStore.close``)."""
+        self._db.close()
 
     def _claimer_of(self) -> Claimer | ReturningClaimer:
         # Chosen on first use, once connected: MariaDB's answer needs the server version.
@@ -576,7 +578,3 @@ def _same_content(row: Row, payload: dict[str, Any]) -> bool:
     except MessageDecodeError:
         return False
 
-
-#: Upstream's names, kept so engine code ports unchanged: the same class for every dialect.
-SqliteQueue = SqlQueue
-PostgresQueue = SqlQueue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -142,7 +143,10 @@ def test_queue_commands_in_every_format(url: str, store: SqlWorkflowStore) -> No
     assert line.endswith("\tboom [/] <x>\\nsecond [bold] line\n") and line.count("\n") == 1
 
 
-def test_db_current_and_check_in_every_format(url: str) -> None:
+def test_db_current_and_check_in_every_format(fresh_url: Callable[[], str]) -> None:
+    # A database of its own: the session's shared one holds tables other tests add (runner effects).
+    url = fresh_url()
+    assert run(url, "db", "upgrade").code == 0
     current = run(url, "db", "current", "--format", "json")
     assert current.code == 0, current.err
     shown = json.loads(current.out)

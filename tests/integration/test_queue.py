@@ -474,7 +474,10 @@ def test_entry_points_share_the_store_engine(url: str) -> None:
     assert isinstance(queue, SqlQueue)
     assert queue.engine is store.engine is get_engine(url)
     assert queue.lock_duration == timedelta(seconds=5) and queue.max_attempts == 4
-    assert SqliteQueue is PostgresQueue is SqlQueue
+    # Upstream's names and keywords: the one SQL queue, built from ``connection_string=``.
+    for preset in (SqliteQueue, PostgresQueue):
+        named = preset(connection_string=url, table_name="queue_messages", max_attempts=3)
+        assert isinstance(named, SqlQueue) and named.engine is store.engine and named.max_attempts == 3
     shown = repr(SqlQueue("postgresql://user:secret@127.0.0.1:1/db"))  # no connection is made
     assert "secret" not in shown and "***" in shown
 

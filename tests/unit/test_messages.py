@@ -219,4 +219,5 @@ def test_queue_declares_every_operation_abstract() -> None:
         "live_delivery_keys",
         "move_to_dlq",
         "purge_workflow",
+        "close",
     }

@@ -94,7 +94,10 @@ class HealthReport:
 def check_health(engine: Engine | Database, *, count_limit: int = COUNT_LIMIT) -> HealthReport:
     """The report for the database behind ``engine`` (or a store's ``Database``), measured in one
     unit of work; never raises for a database problem."""
-    database = engine if isinstance(engine, Database) else Database(engine, RetryPolicy(attempts=1))
+    if isinstance(engine, Database):
+        database = engine
+    else:
+        database = Database(engine, RetryPolicy(attempts=1), owns_engine=False)
     engine = database.engine
     head = migrate.head()
     measured: dict[str, Any] = {

@@ -86,7 +86,7 @@ class SqlWorkflowStore(WorkflowStore):
         operation_timeout: float | None = None,
     ) -> None:
         self.engine = get_engine(connection, operation_timeout=operation_timeout, **(engine_options or {}))
-        self._db = Database(self.engine, retry_policy)
+        self._db = Database(self.engine, retry_policy, owns_engine=not isinstance(connection, Engine))
         self.profile = self._db.profile
         #: What each task's row held when this store last read or wrote it (``images``).
         self._images = TaskImages()
@@ -104,6 +104,12 @@ class SqlWorkflowStore(WorkflowStore):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
+
+    def close(self) -> None:
+        """Stop using the database (idempotent). Stores and queues of one URL share an engine:
+        the last of them to close releases its connections. Calls after ``close`` raise
+        ``RuntimeError``. An engine passed in by the caller stays the caller's to dispose."""
+        self._db.close()
 
     # -- workflows --------------------------------------------------------------------------
 

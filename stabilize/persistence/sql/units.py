@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import RowLimit
-from stabilize.persistence.sql.engine import engine_profile, engine_state
+from stabilize.persistence.sql.engine import engine_profile, engine_state, mask
 from stabilize.persistence.sql.faults import RaceLost, RetryPolicy, translated
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,19 @@ class Database:
         engine: the configured engine (``engine.get_engine``); stores and queues of one URL share
             one engine, and each builds its ``Database`` on it.
         retry_policy: how often a unit that lost a race or its connection runs again.
+        owns_engine: whether the engine is the library's (made from a URL) rather than the
+            caller's: the last ``close`` of a library engine's users releases its connections.
     """
 
-    def __init__(self, engine: Engine, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, engine: Engine, retry_policy: RetryPolicy | None = None, *, owns_engine: bool = True
+    ) -> None:
         self.engine = engine
+        self.closed = False
+        self._owns_engine = owns_engine
+        if owns_engine:
+            with _users_lock:
+                _users[engine] = _users.get(engine, 0) + 1
         self.profile = engine_profile(engine)
         self.retry_policy = retry_policy or RetryPolicy()
         self._state = engine_state(engine)
@@ -78,6 +87,22 @@ class Database:
         self._options = {unit: self.profile.unit_options(unit) for unit in Unit}
         self._slots = _slots_of(engine)
         self._keeps = self.profile.keeps_thread_connections(engine.url)
+
+    def close(self) -> None:
+        """End this user of the engine (idempotent). When the last user of a library engine
+        closes, its pooled connections and the threads' kept ones are closed (a SQLite
+        in-memory database then ends); a later store or queue on the URL connects afresh.
+        Units begun after ``close`` raise ``RuntimeError``."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self._owns_engine:
+            return
+        with _users_lock:
+            left = _users[self.engine] = _users[self.engine] - 1
+        if left == 0:
+            _slots_of(self.engine).close_idle()
+            self.engine.dispose()
 
     def run(self, work: Work[T], unit: Unit) -> T:
         """Run ``work`` as one unit of work of kind ``unit``: committed if it returns, rolled back
@@ -147,6 +172,8 @@ class Database:
         to connect is raised here, before the unit's work: it is not a lost connection to run
         again on, but a database that cannot be reached.
         """
+        if self.closed:
+            raise RuntimeError(f"closed: this store or queue of {mask(self.engine.url)} was closed")
         slot = self._slots.get()
         if slot.busy:
             with self.engine.connect() as connection, self._sessions(bind=connection) as session:
@@ -221,29 +248,54 @@ class _Slot:
             self.session.bind = None
         connection = self.connection
         if connection is not None and (connection.invalidated or connection.closed):
+            self.drop()
+
+    def drop(self) -> None:
+        """Close the kept connection, if any (the next unit connects again)."""
+        connection = self.connection
+        if connection is not None:
             if self._finalizer is not None:
                 self._finalizer.detach()
             _close(connection)
             self.connection = self._finalizer = None
 
 
-class _Slots(threading.local):
+class _Slots:
     """Each thread's ``_Slot`` of one engine; a forked child starts afresh (its parent's
-    connections are dropped, never closed, there)."""
+    connections are dropped, never closed, there). Every slot is also listed (weakly: a slot
+    lives as long as its thread), so the engine's last ``close`` can close the kept connections
+    of every thread."""
 
-    slot: _Slot | None = None
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._every: weakref.WeakSet[_Slot] = weakref.WeakSet()
+        self._lock = threading.Lock()
 
     def get(self) -> _Slot:
-        slot = self.slot
+        slot: _Slot | None = getattr(self._local, "slot", None)
         if slot is None or slot.pid != os.getpid():
-            slot = self.slot = _Slot()
+            slot = self._local.slot = _Slot()
+            with self._lock:
+                self._every.add(slot)
         return slot
+
+    def close_idle(self) -> None:
+        """Close every thread's kept connection that no unit is using."""
+        with self._lock:
+            slots = list(self._every)
+        for slot in slots:
+            if not slot.busy and slot.pid == os.getpid():
+                slot.drop()
 
 
 def _close(connection: Connection) -> None:
     with suppress(Exception):  # at thread exit or after a loss: nothing left to report to
         connection.close()
 
+
+#: Per library engine, how many stores and queues use it (``Database.close``).
+_users: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+_users_lock = threading.Lock()
 
 #: Per engine, its threads' slots.
 _slots: weakref.WeakKeyDictionary[Engine, _Slots] = weakref.WeakKeyDictionary()

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
@@ -46,6 +46,16 @@ class WorkflowStore(ABC):
     Every method is one unit of work; see ``SqlWorkflowStore`` for what the SQL store adds (its
     transaction joins a caller's Session, its errors are named).
     """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what this object holds of the database (idempotent); later calls fail."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @abstractmethod
     def store(self, execution: Workflow) -> None:

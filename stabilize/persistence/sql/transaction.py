@@ -23,6 +23,7 @@ from stabilize.persistence.sql.images import TaskImages
 from stabilize.persistence.sql.rows import WorkflowRow
 from stabilize.persistence.sql.step import StepPart
 from stabilize.persistence.sql.types import checker
+from stabilize.persistence.sql.units import NeedsTransaction
 from stabilize.persistence.sql.writes import (
     OnCommit,
     StageWrite,
@@ -356,8 +357,17 @@ class SqlStoreTransaction(StoreTransaction):
         with self._unit:
             on_commit = self._applied
             parts = self._step_parts()
+            if parts is not None and step.guards(parts) > 1:
+                # A refused guard leaves the others' updates written, and this transaction cannot
+                # be rolled back and run again: one guard at most, or a statement per write.
+                parts = None
             with translated(self._engine):
-                written = step.run(connection, parts) if parts is not None else self._run_writes(connection)
+                try:
+                    if parts is None:
+                        raise NeedsTransaction("writes that cannot be one step statement")
+                    written = step.run(connection, parts)
+                except NeedsTransaction:  # the step wrote nothing: a statement per write instead
+                    written = self._run_writes(connection)
             on_commit.extend(written)
         return self._after(on_commit)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -362,11 +362,11 @@ class SqlStoreTransaction(StoreTransaction):
                 # be rolled back and run again: one guard at most, or a statement per write.
                 parts = None
             with translated(self._engine):
-                try:
-                    if parts is None:
-                        raise NeedsTransaction("writes that cannot be one step statement")
-                    written = step.run(connection, parts)
-                except NeedsTransaction:  # the step wrote nothing: a statement per write instead
+                written = None
+                if parts is not None:
+                    with suppress(NeedsTransaction):  # refused, having written nothing
+                        written = step.run(connection, parts)
+                if written is None:
                     written = self._run_writes(connection)
             on_commit.extend(written)
         return self._after(on_commit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import weakref
 from typing import Any
@@ -21,6 +22,11 @@ _DRIVER_FOR_SCHEME = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
+
+#: libpq's multi-host form, ``user@h1:p1,h2:p2/db?...``, which SQLAlchemy's URL parser refuses.
+_MULTI_HOST = re.compile(
+    r"^(?P<user>[^@/?]*@)?(?P<hosts>[^/?@]*,[^/?@]*)(?P<path>/[^?]*)?(?:\?(?P<query>.*))?$"
+)
 
 _engines: dict[tuple[int, str, float], Engine] = {}
 _engines_lock = threading.Lock()
@@ -41,11 +47,24 @@ def normalize_url(connection_string: str | URL) -> URL:
         if "://" not in text:
             return make_url("sqlite:///" + text)
         scheme, rest = text.split("://", 1)
+        rest = _hosts_as_query(rest) if scheme.lower().startswith("postgres") else rest
         try:
             url = make_url(_DRIVER_FOR_SCHEME.get(scheme.lower(), scheme) + "://" + rest)
         except ArgumentError as exc:
             raise ValueError(f"connection_string: not a database URL: {mask(text)}") from exc
     return profile_for(url.get_backend_name()).prepare_url(url)
+
+
+def _hosts_as_query(rest: str) -> str:
+    """libpq's ``h1:p1,h2:p2`` host list as the ``?host=h1:p1&host=h2:p2`` parameters SQLAlchemy's
+    PostgreSQL dialects pass on to libpq, which then tries the hosts in order (with
+    ``target_session_attrs=read-write``, until it finds the primary)."""
+    found = _MULTI_HOST.match(rest)
+    if found is None:
+        return rest
+    hosts = "&".join(f"host={host.strip()}" for host in found["hosts"].split(",") if host.strip())
+    query = "&".join(part for part in (hosts, found["query"]) if part)
+    return f"{found['user'] or ''}{found['path'] or '/'}?{query}"
 
 
 def mask(url: str | URL) -> str:

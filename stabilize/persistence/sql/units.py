@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from stabilize.persistence.errors import CommitUnknownError
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.engine import engine_profile, engine_state, mask
@@ -147,13 +148,23 @@ class Database:
                 return result
             except DBAPIError as error:
                 session.rollback()
-                if _lost(self, error) and not self._may_have_committed(unit, committing):
+                if _lost(self, error):
+                    if self._may_have_committed(unit, committing):
+                        raise self._commit_unknown(error) from error
                     # Nothing can have been written: run the unit again on a fresh connection.
                     raise _LostBeforeCommit(f"connection lost before commit: {error.orig}") from error
                 raise
             except BaseException:
                 session.rollback()
                 raise
+
+    def _commit_unknown(self, error: DBAPIError) -> CommitUnknownError:
+        cause = str(error.orig or error).strip().splitlines()
+        return CommitUnknownError(
+            f"database {mask(self.engine.url)}: the connection was lost while the write may have been "
+            f"committing ({cause[0] if cause else type(error).__name__}); it may or may not have "
+            "committed: read the state again before deciding (a processed mark tells a redelivery)"
+        )
 
     def _may_have_committed(self, unit: Unit, committing: bool) -> bool:
         """Whether a unit whose connection died may have written: it was committing, or it is a
@@ -207,9 +218,15 @@ class Database:
         with translated(self.engine), self._session() as session:
             try:
                 yield session.connection(execution_options=self._options[Unit.WRITE])
-                session.commit()
             except BaseException:
                 session.rollback()
+                raise
+            try:
+                session.commit()
+            except DBAPIError as error:
+                session.rollback()
+                if _lost(self, error):
+                    raise self._commit_unknown(error) from error
                 raise
 
     @contextmanager

@@ -150,6 +150,20 @@ def _purge_finished(env: Env) -> Callable[[], object]:
     return lambda: env.store.purge_finished(older_than_ms=2)
 
 
+def _purge_completed(env: Env) -> Callable[[], object]:
+    workflow = _stored_chain(env)
+    workflow.status = WorkflowStatus.SUCCEEDED
+    workflow.end_time = 2
+    env.store.update_status(workflow)
+    return lambda: env.store.purge_completed_workflows(3)
+
+
+def _signalled(env: Env) -> Workflow:
+    workflow = _stored_chain(env)
+    env.store.buffer_signal(workflow.id, "s1", "go", {"n": 1})
+    return workflow
+
+
 def on(make: Callable[[Env], T], call: Callable[[Env, T], object]) -> Prepare:
     """A call on something ``make`` stores first (outside the measured window)."""
 
@@ -201,6 +215,16 @@ STORE_CALLS: dict[str, Prepare] = {
     "count_by_application": on(_stored, lambda env, w: env.store.count_by_application(w.application)),
     "get_all_pending_workflows": on(_stored, lambda env, w: env.store.get_all_pending_workflows()),
     "purge_finished": _purge_finished,
+    "completed_workflow_ids": plain(lambda env: env.store.completed_workflow_ids(3, 10)),
+    "purge_completed_workflows": _purge_completed,
+    "cleanup_completed_stage_claims": plain(lambda env: env.store.cleanup_completed_stage_claims()),
+    "buffer_signal": on(_stored_chain, lambda env, w: env.store.buffer_signal(w.id, "s1", "go")),
+    "consume_signal": on(_signalled, lambda env, w: env.store.consume_signal(w.id, "s1")),
+    "pending_signal_count": on(_signalled, lambda env, w: env.store.pending_signal_count(w.id, "s1")),
+    "discard_signals": on(_signalled, lambda env, w: env.store.discard_signals(w.id, "s1")),
+    "count_buffered_signal_stages": plain(lambda env: env.store.count_buffered_signal_stages()),
+    "cleanup_buffered_signals": plain(lambda env: env.store.cleanup_buffered_signals()),
+    "get_processed_message_ids": on(_marked, lambda env, _: env.store.get_processed_message_ids(5)),
     "is_message_processed": on(_marked, lambda env, m: env.store.is_message_processed(m)),
     "mark_message_processed": plain(lambda env: env.store.mark_message_processed(new_id(), "X", None)),
     "cleanup_old_processed_messages": on(_marked, lambda env, _: env.store.cleanup_old_processed_messages(0)),
@@ -235,9 +259,10 @@ QUEUE_CALLS: dict[str, Prepare] = {
     "check_and_move_expired": plain(lambda env: env.queue.check_and_move_expired()),
 }
 
-#: Public names that never reach the database: properties, the engine-owned close, and the
-#: encoding of a message for a store transaction (its statement runs in ``transaction``).
-NO_DATABASE = {"retry_policy", "lock_duration", "close", "pending_push"}
+#: Public names that never reach the database: properties, the engine-owned close, the
+#: encoding of a message for a store transaction (its statement runs in ``transaction``), and the
+#: store's constant answer that it keeps signals.
+NO_DATABASE = {"retry_policy", "lock_duration", "close", "pending_push", "supports_signal_storage"}
 
 
 def test_every_public_method_of_the_store_and_the_queue_is_listed() -> None:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, Connection, Engine, Select, bindparam, delete, func, select, update
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,7 +28,7 @@ from stabilize.models.status import COMPLETED_STATUSES, WorkflowStatus
 from stabilize.models.workflow import Workflow
 from stabilize.persistence.errors import DatabaseUnavailableError, DuplicateError, ValidationError
 from stabilize.persistence.ids import now_ms
-from stabilize.persistence.sql import mapping, queries
+from stabilize.persistence.sql import maintenance, mapping, queries, signals
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import rowcount
 from stabilize.persistence.sql.engine import get_engine, mask
@@ -24,9 +36,10 @@ from stabilize.persistence.sql.faults import RetryPolicy, translated
 from stabilize.persistence.sql.health import HealthReport, check_health, database_is_healthy
 from stabilize.persistence.sql.images import TaskImages, image_of_row
 from stabilize.persistence.sql.lineage import merge_outputs, topological_order
+from stabilize.persistence.sql.maintenance import Live
 from stabilize.persistence.sql.migrate import ensure_current, upgrade
 from stabilize.persistence.sql.queries import StageSelection
-from stabilize.persistence.sql.rows import ProcessedMessageRow, StageRow, WorkflowRow
+from stabilize.persistence.sql.rows import QueueMessageRow, StageRow, WorkflowRow
 from stabilize.persistence.sql.transaction import (
     OpenUnit,
     SqlStoreTransaction,
@@ -40,7 +53,10 @@ from stabilize.persistence.store.interface import WorkflowCriteria, WorkflowNotF
 if TYPE_CHECKING:
     from stabilize.queue.interface import Queue
 
-_PROCESSED_BATCH = 1000
+#: The one queue table whose messages' processed marks this store keeps.
+_QUEUE_TABLE = QueueMessageRow.__tablename__
+#: Stage rows per transaction of ``cleanup_buffered_signals``.
+_BATCH = 500
 #: Seconds ``is_healthy`` waits by default: a probe must answer fast, up or down.
 HEALTH_TIMEOUT = 2.0
 _WORKFLOWS = mapping.WORKFLOWS.table
@@ -408,13 +424,186 @@ class SqlWorkflowStore(WorkflowStore):
         if dry_run:
             counted = select(func.count()).select_from(candidates.subquery())
             return self._db.run(lambda c: int(c.execute(counted).scalar_one()), Unit.READ)
-        batch = candidates.order_by(WorkflowRow.id).limit(batch_size)
-        purged = 0
+        ordered = candidates.order_by(WorkflowRow.id)
+        return maintenance.purge(self._db.run, lambda limit: ordered.limit(limit), batch_size, None)
+
+    def completed_workflow_ids(
+        self, completed_before_ms: int, limit: int, application: str | None = None
+    ) -> list[str]:
+        """Ids of complete workflows that ended before ``completed_before_ms`` (epoch ms), oldest
+        end first, at most ``limit``, of ``application`` when given. A workflow without an end
+        time, or not in a complete status, is never listed.
+
+        Raises:
+            ValidationError: an argument is out of its range (named).
+        """
+        statement = maintenance.completed_workflows(
+            maintenance.epoch_ms(completed_before_ms, "completed_before_ms"),
+            maintenance.whole(limit, "limit", 0),
+            maintenance.application_of(application),
+        )
+        return self._db.run(lambda c: list(c.execute(statement).scalars()), Unit.READ)
+
+    def purge_completed_workflows(
+        self,
+        completed_before_ms: int,
+        batch_size: int = 500,
+        max_workflows: int | None = None,
+        application: str | None = None,
+        *,
+        queue: Queue | None = None,
+    ) -> int:
+        """Delete the workflows ``completed_workflow_ids`` lists, with every row the store keeps
+        for them (stages, tasks, edges, processed marks, stage claims, buffered signals); return
+        how many went.
+
+        Each batch of at most ``batch_size`` workflows is one short transaction (the rows locked,
+        then deleted), oldest end first, until none is left or ``max_workflows`` are gone.
+        Queued and dead-lettered messages belong to the queue, not the store, and stay, as with
+        the engine's own store: pass ``queue`` to have its ``purge_workflow`` drop them for each
+        purged workflow once its batch has committed.
+
+        Raises:
+            ValidationError: an argument is out of its range (named); nothing is deleted.
+        """
+        cutoff = maintenance.epoch_ms(completed_before_ms, "completed_before_ms")
+        batch = maintenance.whole(batch_size, "batch_size", 1)
+        most = maintenance.optional_whole(max_workflows, "max_workflows", 0)
+        chosen = maintenance.application_of(application)
+        select_batch = partial(maintenance.completed_workflows, cutoff, application=chosen)
+        purged = None if queue is None else partial(_purge_messages, queue)
+        return maintenance.purge(self._db.run, select_batch, batch, most, purged)
+
+    def cleanup_completed_stage_claims(self) -> int:
+        """Delete the stage claims (mutex, deferred choice) of workflows in a complete status, in
+        one statement; return how many. Claims of unfinished workflows always stay: dropping one
+        would let two stages hold what only one may."""
+        return self._db.run(lambda c: rowcount(c.execute(maintenance.COMPLETED_CLAIMS)), Unit.WRITE_ONE)
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def supports_signal_storage(self) -> bool:
+        """True: signals for a stage not ready for them are kept in ``workflow_signals`` rows
+        (``buffer_signal``), not in the stage's context."""
+        return True
+
+    def buffer_signal(
+        self,
+        execution_id: str,
+        stage_ref_id: str,
+        signal_name: str,
+        signal_data: dict[str, Any] | None = None,
+    ) -> int:
+        """Keep a signal for stage ``stage_ref_id`` of the workflow until the stage consumes it, in
+        one statement; ``signal_data`` None is stored as ``{}``.
+
+        Returns:
+            The new signal's id (always > 0: the engine reads 0 as "not stored").
+
+        Raises:
+            WorkflowNotFoundError: no workflow has this id; nothing is written.
+            ValidationError: a value cannot be stored (named, e.g. ``signal_data['when']``).
+        """
+        limit = self._db.row_limit
+        values = signals.signal_values(execution_id, stage_ref_id, signal_name, signal_data, limit)
+
+        def write(connection: Connection) -> int:
+            try:
+                return signals.insert(connection, values)
+            except IntegrityError:  # every value is checked: only the workflow's foreign key fails
+                raise WorkflowNotFoundError(execution_id) from None
+
+        return self._db.run(write, Unit.WRITE_ONE)
+
+    def consume_signal(
+        self, execution_id: str, stage_ref_id: str, signal_name: str | None = None
+    ) -> dict[str, Any] | None:
+        """Take the oldest unconsumed signal of the stage (by order of buffering), of
+        ``signal_name`` when given (None or ``""``: any name), and mark it consumed, in one
+        transaction. Concurrent consumers never take the same signal (see ``signals.consume``).
+
+        Returns:
+            ``{"signal_name": ..., "signal_data": ...}``, or None when none is waiting.
+
+        Raises:
+            ValidationError: an argument is not a string (named).
+        """
+        waiting = self._waiting(execution_id, stage_ref_id)
+        if signal_name is not None and signals.lookup_text(signal_name, "signal_name"):
+            waiting = and_(waiting, signals.SIGNALS.c.signal_name == signal_name)
+        return self._db.run(lambda c: signals.consume(c, self.profile, waiting), Unit.WRITE)
+
+    def pending_signal_count(self, execution_id: str, stage_ref_id: str) -> int:
+        """How many signals wait, unconsumed, for the stage.
+
+        Raises:
+            ValidationError: an argument is not a string (named).
+        """
+        statement = signals.pending_count(self._waiting(execution_id, stage_ref_id))
+        return self._db.run(lambda c: int(c.execute(statement).scalar_one()), Unit.READ)
+
+    def discard_signals(self, execution_id: str, stage_ref_id: str) -> int:
+        """Delete the stage's unconsumed signals (it ended: none can reach it any more); consumed
+        ones stay until their workflow goes. Returns how many went.
+
+        Raises:
+            ValidationError: an argument is not a string (named).
+        """
+        waiting = self._waiting(execution_id, stage_ref_id)
+        return self._db.run(lambda c: signals.discard(c, waiting), Unit.WRITE_ONE)
+
+    @staticmethod
+    def _waiting(execution_id: str, stage_ref_id: str) -> ColumnElement[bool]:
+        workflow_id = signals.lookup_text(execution_id, "execution_id")
+        return signals.of_stage(workflow_id, signals.lookup_text(stage_ref_id, "stage_ref_id"))
+
+    def count_buffered_signal_stages(
+        self, only_complete: bool = True, statuses: Collection[str | WorkflowStatus] | None = None
+    ) -> int:
+        """How many stage rows still carry the engine's older in-context signal buffer (the key
+        ``_buffered_signals`` in their context, whatever its value), in one statement.
+
+        Args:
+            only_complete: count only stages in a complete status (their buffer can never be
+                consumed); False counts every stage.
+            statuses: status names (or ``WorkflowStatus`` members) to count instead; when given
+                and not empty, ``only_complete`` is not looked at.
+
+        Raises:
+            ValidationError: ``statuses`` names an unknown status, or an argument has the wrong type.
+        """
+        scope = signals.status_scope(only_complete, statuses)
+        return self._db.run(lambda c: signals.count_buffered(c, self.profile, scope), Unit.READ)
+
+    def cleanup_buffered_signals(
+        self, only_complete: bool = True, statuses: Collection[str | WorkflowStatus] | None = None
+    ) -> int:
+        """Remove ``_buffered_signals`` from the context of the stages ``count_buffered_signal_stages``
+        counts (same arguments); return how many rows changed.
+
+        The candidates are found in SQL by the dialect's JSON key test (on a dialect the store has
+        no test for, by reading each candidate's context), read under a row lock in batches of
+        500, one transaction each, and written back without the key by the store's own JSON
+        encoder, so every other value stays exactly as it was. Each changed stage's
+        ``version`` goes up by one, as with every other write of a stage (the engine's store does
+        not move it): an engine holding the stage as it was read before gets a ``ConcurrencyError``
+        on its next ``store_stage`` and reads it again, instead of silently writing the removed
+        buffer back.
+
+        Raises:
+            ValidationError: ``statuses`` names an unknown status, or an argument has the wrong
+                type; nothing is changed.
+        """
+        scope = signals.status_scope(only_complete, statuses)
+        changed, after = 0, None
         while True:
-            removed = self._db.run(lambda c: _purge_batch(c, batch), Unit.WRITE)
-            purged += removed
-            if removed < batch_size:
-                return purged
+            work = partial(
+                signals.strip_buffered, profile=self.profile, statuses=scope, after=after, batch=_BATCH
+            )
+            stripped, after = self._db.run(work, Unit.WRITE)
+            changed += stripped
+            if after is None:
+                return changed
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -437,21 +626,48 @@ class SqlWorkflowStore(WorkflowStore):
             Unit.WRITE_ONE,
         )
 
-    def cleanup_old_processed_messages(self, max_age_hours: float = 24.0) -> int:
-        """Delete marks older than ``max_age_hours`` in batches, one short transaction each;
-        return how many."""
-        cutoff = now_ms() - int(max_age_hours * 3_600_000)
-        batch = (
-            select(ProcessedMessageRow.message_id)
-            .where(ProcessedMessageRow.processed_at < cutoff)
-            .limit(_PROCESSED_BATCH)
-        )
-        deleted = 0
-        while True:
-            removed = self._db.run(lambda c: _cleanup_batch(c, batch), Unit.WRITE)
-            deleted += removed
-            if removed < _PROCESSED_BATCH:
-                return deleted
+    def get_processed_message_ids(self, limit: int | None = None) -> list[str]:
+        """Processed message ids, newest mark first, at most ``limit`` (None: all); what the engine
+        loads into its in-memory dedup filter when a processor starts.
+
+        Raises:
+            ValidationError: ``limit`` is not None or an integer >= 0.
+        """
+        statement = maintenance.processed_ids(maintenance.optional_whole(limit, "limit", 0))
+        return self._db.run(lambda c: list(c.execute(statement).scalars()), Unit.READ)
+
+    def cleanup_old_processed_messages(
+        self,
+        max_age_hours: float = 24.0,
+        batch_size: int | None = None,
+        max_rows: int | None = None,
+        table_name: str | None = None,
+        live: Live | Collection[str] | None = None,
+    ) -> int:
+        """Delete processed marks older than ``max_age_hours``, oldest first, in batches of one
+        short transaction each; return how many went.
+
+        Args:
+            max_age_hours: marks older than this many hours go (a finite number >= 0).
+            batch_size: marks per transaction (None: 1000).
+            max_rows: stop once this many went (None: no bound); the engine's retention sweep
+                bounds each sweep so.
+            table_name: the queue table whose messages' marks are swept, as the engine names it;
+                this store's one queue table is ``queue_messages`` (None means it too).
+            live: marks of messages still queued are kept: a queue's ``live_delivery_keys`` (given
+                a batch's message ids, it answers the ones still in the queue; asked between the
+                store's transactions) or a collection of such ids. None: every old mark goes.
+
+        Raises:
+            ValidationError: an argument is out of its range (named); nothing is deleted.
+        """
+        cutoff = maintenance.cutoff_of(max_age_hours)
+        batch = maintenance.optional_whole(batch_size, "batch_size", 1) or maintenance.PROCESSED_BATCH
+        most = maintenance.optional_whole(max_rows, "max_rows", 0)
+        if table_name is not None and table_name != _QUEUE_TABLE:
+            problem = f"this store keeps the marks of {_QUEUE_TABLE!r} only, got {table_name!r}"
+            raise ValidationError("table_name", problem)
+        return maintenance.sweep_processed(self._db.run, cutoff, batch, most, maintenance.live_of(live))
 
     # -- health and transactions ------------------------------------------------------------
 
@@ -539,16 +755,6 @@ class SqlWorkflowStore(WorkflowStore):
             action()
 
 
-def _purge_batch(connection: Connection, batch: Select[str]) -> int:
-    ids = list(connection.execute(batch).scalars())
-    if ids:
-        connection.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.execution_id.in_(ids)))
-        connection.execute(delete(WorkflowRow).where(WorkflowRow.id.in_(ids)))
-    return len(ids)
-
-
-def _cleanup_batch(connection: Connection, batch: Select[str]) -> int:
-    ids = list(connection.execute(batch).scalars())
-    if ids:
-        connection.execute(delete(ProcessedMessageRow).where(ProcessedMessageRow.message_id.in_(ids)))
-    return len(ids)
+def _purge_messages(queue: Queue, workflow_ids: list[str]) -> None:
+    for workflow_id in workflow_ids:
+        queue.purge_workflow(workflow_id)

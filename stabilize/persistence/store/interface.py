@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -197,8 +197,106 @@ class WorkflowStore(ABC):
         """
         return True
 
-    def cleanup_old_processed_messages(self, max_age_hours: float = 24.0) -> int:
-        """Delete marks older than ``max_age_hours``; return how many."""
+    def get_processed_message_ids(self, limit: int | None = None) -> list[str] | None:
+        """Processed message ids, newest first, at most ``limit`` (None: all), for the engine's
+        in-memory dedup filter; None when the store cannot list them (the engine then asks
+        ``is_message_processed`` for every message)."""
+        return None
+
+    def cleanup_old_processed_messages(
+        self,
+        max_age_hours: float = 24.0,
+        batch_size: int | None = None,
+        max_rows: int | None = None,
+        table_name: str | None = None,
+        live: Callable[[list[str]], Collection[str]] | Collection[str] | None = None,
+    ) -> int:
+        """Delete marks older than ``max_age_hours``, ``batch_size`` per transaction (None: the
+        store's default), at most ``max_rows`` in all (None: no bound), keeping those of messages
+        still in queue ``table_name`` as ``live`` tells (a function of message ids answering the
+        ones still queued, or a collection of them); return how many went."""
+        return 0
+
+    def cleanup_completed_stage_claims(self) -> int:
+        """Delete the stage claims of workflows in a complete status (never those of a running
+        one); return how many. Stores without claims have none."""
+        return 0
+
+    def completed_workflow_ids(
+        self, completed_before_ms: int, limit: int, application: str | None = None
+    ) -> list[str]:
+        """Ids of complete workflows whose ``end_time`` is before ``completed_before_ms``, oldest
+        end first, at most ``limit``, of ``application`` when given.
+
+        Raises:
+            NotImplementedError: the store cannot purge.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support purge")
+
+    def purge_completed_workflows(
+        self,
+        completed_before_ms: int,
+        batch_size: int = 500,
+        max_workflows: int | None = None,
+        application: str | None = None,
+    ) -> int:
+        """Delete the workflows ``completed_workflow_ids`` lists, batch by batch, each by
+        ``delete``, until none is left or ``max_workflows`` are gone; return how many went."""
+        deleted = 0
+        while max_workflows is None or deleted < max_workflows:
+            limit = batch_size if max_workflows is None else min(batch_size, max_workflows - deleted)
+            ids = self.completed_workflow_ids(completed_before_ms, limit, application)
+            for workflow_id in ids:
+                self.delete(workflow_id)
+            deleted += len(ids)
+            if len(ids) < limit:
+                break
+        return deleted
+
+    # -- signals: kept for a stage until it can take them (the engine's persistent triggers) --
+
+    def supports_signal_storage(self) -> bool:
+        """Whether the store keeps buffered signals itself (``buffer_signal``); False makes the
+        engine keep them in the stage's context, under ``_buffered_signals``."""
+        return False
+
+    def buffer_signal(
+        self,
+        execution_id: str,
+        stage_ref_id: str,
+        signal_name: str,
+        signal_data: dict[str, Any] | None = None,
+    ) -> int:
+        """Keep a signal for the stage until it consumes it; return its id, 0 when the store
+        keeps none (the engine then buffers it in the stage's context)."""
+        return 0
+
+    def consume_signal(
+        self, execution_id: str, stage_ref_id: str, signal_name: str | None = None
+    ) -> dict[str, Any] | None:
+        """Take the stage's oldest unconsumed signal (of ``signal_name`` when given), marked
+        consumed, as ``{"signal_name", "signal_data"}``; None when none waits."""
+        return None
+
+    def pending_signal_count(self, execution_id: str, stage_ref_id: str) -> int:
+        """How many unconsumed signals wait for the stage."""
+        return 0
+
+    def discard_signals(self, execution_id: str, stage_ref_id: str) -> int:
+        """Delete the stage's unconsumed signals (it can no longer take them); return how many."""
+        return 0
+
+    def count_buffered_signal_stages(
+        self, only_complete: bool = True, statuses: list[str] | None = None
+    ) -> int:
+        """How many stage rows carry ``_buffered_signals`` in their context: of complete stages
+        (``only_complete``), of every stage, or of ``statuses`` when given. 0 for stores without
+        stage contexts."""
+        return 0
+
+    def cleanup_buffered_signals(self, only_complete: bool = True, statuses: list[str] | None = None) -> int:
+        """Remove ``_buffered_signals`` from the contexts ``count_buffered_signal_stages`` counts;
+        return how many rows changed. 0 for stores without stage contexts."""
         return 0
 
     @contextmanager

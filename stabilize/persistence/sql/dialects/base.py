@@ -16,7 +16,18 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Executable, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Executable,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +235,12 @@ class GenericProfile:
     #: rescan a whole range at every step (PostgreSQL). Needs LATERAL support.
     lateral_recursion: bool = False
 
+    def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        """A condition true where the JSON object ``document`` has the top-level ``key`` (whatever
+        its value, JSON null included), or None where the dialect has no such test: then the
+        caller reads the documents and looks in Python. ``key`` is the caller's constant."""
+        return None
+
     def is_transient(self, error: BaseException) -> bool:
         """Whether the DBAPI ``error`` means "this transaction lost a race; run it again":
         a deadlock, a serialization failure, a busy database. Decided by driver error code,
@@ -267,6 +284,14 @@ class GenericProfile:
                 connection.execute(insert_row, row)
                 inserted += 1
         return inserted
+
+
+def json_member_path(key: str) -> str:
+    """The SQL/JSON path of a top-level member, ``$."key"`` (SQLite's and MySQL's JSON functions
+    read quoted member names alike); a key that would need escaping is refused."""
+    if '"' in key or "\\" in key:
+        raise ValueError(f"JSON key {key!r} needs escaping in a path")
+    return f'$."{key}"'
 
 
 @lru_cache(maxsize=64)

@@ -7,7 +7,20 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, Executable, Table, bindparam, exists, insert, select, text
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Executable,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +31,7 @@ from stabilize.persistence.sql.dialects.base import (
     RowLimit,
     RowValues,
     Unit,
+    json_member_path,
     rowcount,
 )
 
@@ -190,6 +204,10 @@ class MysqlProfile(GenericProfile):
         version = dialect.server_version_info or (0,)
         is_mariadb = bool(getattr(dialect, "is_mariadb", False))
         return version >= (10, 6) if is_mariadb else version >= (8, 0, 1)
+
+    def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        # 1 where the path exists, whatever its value (MariaDB and MySQL docs: JSON_CONTAINS_PATH).
+        return func.json_contains_path(document, "one", json_member_path(key)) == 1
 
     def upsert(
         self,

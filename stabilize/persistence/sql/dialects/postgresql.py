@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect, text
+from sqlalchemy import URL, ColumnElement, Connection, Dialect, cast, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 
@@ -90,6 +91,12 @@ class PostgresProfile(OnConflictProfile):
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
         return True
+
+    def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        # The documents are ``json`` (migration 0003), which has no key test; the cast is read
+        # only for the test (``?``), the stored text is never rewritten as jsonb.
+        has_key: ColumnElement[bool] = cast(document, JSONB).has_key(key)
+        return has_key
 
     def supports_claim_returning(self, dialect: Dialect) -> bool:
         return True

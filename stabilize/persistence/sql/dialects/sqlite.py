@@ -6,13 +6,13 @@ import sqlite3
 import time
 from typing import Any
 
-from sqlalchemy import URL, Connection, Dialect
+from sqlalchemy import URL, ColumnElement, Connection, Dialect, func
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from stabilize.persistence.errors import SchemaError
-from stabilize.persistence.sql.dialects.base import Bounds, RowLimit, Unit
+from stabilize.persistence.sql.dialects.base import Bounds, RowLimit, Unit, json_member_path
 from stabilize.persistence.sql.dialects.on_conflict import OnConflictProfile
 
 #: Connection execution option: the statement that begins a transaction (``on_begin``); None
@@ -130,6 +130,11 @@ class SqliteProfile(OnConflictProfile):
     def supports_claim_returning(self, dialect: Dialect) -> bool:
         # RETURNING arrived in SQLite 3.35; one UPDATE statement holds the write lock throughout.
         return sqlite3.sqlite_version_info >= (3, 35)
+
+    def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        # json_type is SQL NULL only for a missing member ('null' for a JSON null), unlike
+        # json_extract, which is NULL for both (SQLite docs: "The json_type() function").
+        return func.json_type(document, json_member_path(key)).is_not(None)
 
     autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
 

@@ -149,6 +149,9 @@ class SqlStoreTransaction(StoreTransaction):
         self._connection: Connection | None = None
         #: What the commit means for objects in memory, of writes already applied.
         self._applied: list[OnCommit] = []
+        #: Stage id -> the version its row holds after the writes applied so far in the open
+        #: transaction: a stage written again later in the block compares on it.
+        self._versions: dict[str, int] = {}
 
     @property
     def is_atomic(self) -> bool:
@@ -333,7 +336,7 @@ class SqlStoreTransaction(StoreTransaction):
             self._connection = self._unit.enter_context(self._open_unit())
         if see_writes and self._writes:
             with translated(self._engine):
-                self._applied.extend(self._run_writes(self._connection))
+                self._applied.extend(self._run_writes(self._connection, versions=self._versions))
             self._writes.clear()
         return self._connection
 
@@ -356,10 +359,13 @@ class SqlStoreTransaction(StoreTransaction):
         assert connection is not None
         with self._unit:
             on_commit = self._applied
-            parts = self._step_parts()
+            # A stage written before a read moved its row's version already: a step statement
+            # would compare on the version in memory, so such writes run one by one. A refused
+            # guard of two leaves the other's update written, and this transaction cannot be
+            # rolled back and run again: one guard at most, or a statement per write.
+            again = any(rank == STAGE and key in self._versions for (rank, key, _), _ in self._writes)
+            parts = None if again else self._step_parts()
             if parts is not None and step.guards(parts) > 1:
-                # A refused guard leaves the others' updates written, and this transaction cannot
-                # be rolled back and run again: one guard at most, or a statement per write.
                 parts = None
             with translated(self._engine):
                 written = None
@@ -367,7 +373,7 @@ class SqlStoreTransaction(StoreTransaction):
                     with suppress(NeedsTransaction):  # refused, having written nothing
                         written = step.run(connection, parts)
                 if written is None:
-                    written = self._run_writes(connection)
+                    written = self._run_writes(connection, versions=self._versions)
             on_commit.extend(written)
         return self._after(on_commit)
 
@@ -411,8 +417,14 @@ class SqlStoreTransaction(StoreTransaction):
         to do once the commit succeeded. ``single``: the writes run as ``Unit.WRITE_ONE``."""
         return self._after(self._run_writes(connection, single))
 
-    def _run_writes(self, connection: Connection, single: bool = False) -> list[OnCommit]:
+    def _run_writes(
+        self, connection: Connection, single: bool = False, versions: dict[str, int] | None = None
+    ) -> list[OnCommit]:
+        """Apply the writes in lock order. ``versions``: the open transaction's stage versions
+        (kept across its runs); a unit that may run again starts afresh each attempt."""
         context = WriteContext(connection, self._profile, self._images, single=single)
+        if versions is not None:
+            context.versions = versions
         on_commit = []
         for write in self._ordered():
             after = write.apply(context)

@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 
 from stabilize.errors import TransientError, ValidationError
 from stabilize.models import StageExecution, Workflow, WorkflowStatus
+from stabilize.models.ids import new_id
 from stabilize.persistence.sql.rows import StageClaimRow
 from stabilize.persistence.sql.store import SqlWorkflowStore
+from stabilize.persistence.store.interface import WorkflowNotFoundError
 from tests.integration.builders import chain, snapshot
 from tests.integration.racing import RACING, race, racers, unexpected, warm
 
@@ -170,6 +172,15 @@ def test_a_lost_claim_rolls_back_the_whole_step(store: SqlWorkflowStore, stored:
             raise ClaimTaken(KEY)
     assert snapshot(store.engine) == before
     assert second.version == 0
+
+
+def test_a_claim_of_an_unknown_workflow_is_workflow_not_found_and_writes_nothing(
+    store: SqlWorkflowStore, stored: Workflow
+) -> None:
+    before = snapshot(store.engine)
+    with pytest.raises(WorkflowNotFoundError), store.transaction() as txn:
+        txn.acquire_claim(new_id(), KEY, stored.stages[0].id)
+    assert snapshot(store.engine) == before
 
 
 def test_deleting_the_workflow_deletes_its_claims(store: SqlWorkflowStore, stored: Workflow) -> None:

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import CTE, ColumnElement, Connection, Engine, Executable, event, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from stabilize.models.stage import StageExecution
@@ -31,6 +32,7 @@ from stabilize.persistence.sql.writes import (
     WorkflowStateUpdate,
     WriteContext,
 )
+from stabilize.persistence.store.interface import WorkflowNotFoundError
 from stabilize.persistence.store.transaction import StoreTransaction
 
 if TYPE_CHECKING:
@@ -283,11 +285,16 @@ class SqlStoreTransaction(StoreTransaction):
 
         Raises:
             ValidationError: a value cannot be stored.
+            WorkflowNotFoundError: no workflow has this id (the transaction can only be rolled
+                back now: leave the block with the error).
         """
         claim = claims.claim_values(execution_id, claim_key, stage_id)
         connection = self._now()
-        with translated(self._engine):
-            return claims.acquire(connection, self._profile, claim, steal_if_owner_terminal)
+        try:
+            with translated(self._engine):
+                return claims.acquire(connection, self._profile, claim, steal_if_owner_terminal)
+        except IntegrityError:  # every value was checked: only the workflow's foreign key fails
+            raise WorkflowNotFoundError(execution_id) from None
 
     def lock_admission(self, key: str) -> None:
         """Hold the admission lock of ``key`` (a pipeline config id) until this transaction

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stabilize.persistence.errors import CommitUnknownError
+from stabilize.persistence.errors import CommitUnknownError, LockTimeoutError
 from stabilize.persistence.sql.dialects import Unit
 from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.engine import engine_profile, engine_state, mask
@@ -88,6 +88,8 @@ class Database:
         self._options = {unit: self.profile.unit_options(unit) for unit in Unit}
         self._slots = _slots_of(engine)
         self._keeps = self.profile.keeps_thread_connections(engine.url)
+        #: Held for a whole unit where all threads share one connection (``_session``).
+        self._serial = _serial_lock_of(engine) if self.profile.shares_one_connection(engine.url) else None
 
     def close(self) -> None:
         """End this user of the engine (idempotent). When the last user of a library engine
@@ -185,6 +187,25 @@ class Database:
         """
         if self.closed:
             raise RuntimeError(f"closed: this store or queue of {mask(self.engine.url)} was closed")
+        if self._serial is None:
+            with self._slot_session() as session:
+                yield session
+            return
+        # One connection for every thread (an in-memory SQLite database): its transactions are
+        # the connection's, so two threads' units would run in one; they take turns instead.
+        if not self._serial.acquire(timeout=self.bounds.attempt):
+            raise LockTimeoutError(
+                f"database {mask(self.engine.url)}: another thread's unit of work held the in-memory "
+                f"database's one connection for over {self.bounds.attempt:g} s"
+            )
+        try:
+            with self._slot_session() as session:
+                yield session
+        finally:
+            self._serial.release()
+
+    @contextmanager
+    def _slot_session(self) -> Iterator[Session]:
         slot = self._slots.get()
         if slot.busy:
             with self.engine.connect() as connection, self._sessions(bind=connection) as session:
@@ -308,6 +329,18 @@ class _Slots:
 def _close(connection: Connection) -> None:
     with suppress(Exception):  # at thread exit or after a loss: nothing left to report to
         connection.close()
+
+
+#: Per engine whose threads share one connection, the lock its units take turns on.
+_serial_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+def _serial_lock_of(engine: Engine) -> threading.RLock:
+    with _slots_lock:
+        lock = _serial_locks.get(engine)
+        if lock is None:
+            lock = _serial_locks[engine] = threading.RLock()
+        return lock
 
 
 #: Per library engine, how many stores and queues use it (``Database.close``).

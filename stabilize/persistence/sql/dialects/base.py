@@ -144,6 +144,11 @@ class GenericProfile:
         """Whether the DBAPI ``error`` is a statement the server stopped at its time bound."""
         return False
 
+    def shares_one_connection(self, url: URL) -> bool:
+        """Whether every thread uses the engine's one connection (an in-memory SQLite
+        database): then units of work must run one at a time."""
+        return False
+
     def keeps_thread_connections(self, url: URL) -> bool:
         """Whether each thread keeps one connection for its units of work instead of a pool
         checkout per call: worth it where a call costs as little as the checkout."""

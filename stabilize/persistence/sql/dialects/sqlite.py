@@ -81,6 +81,9 @@ class SqliteProfile(OnConflictProfile):
             options["max_overflow"] = -1
         return options
 
+    def shares_one_connection(self, url: URL) -> bool:
+        return is_memory(url)
+
     def keeps_thread_connections(self, url: URL) -> bool:
         # A file: a checkout and check-in cost as much as a small transaction. In memory, all
         # threads share the one connection already.

@@ -94,6 +94,22 @@ class Bounds:
         """``attempt`` rounded up to whole seconds (drivers and servers that count in seconds)."""
         return max(1, math.ceil(self.attempt))
 
+    @property
+    def lock_wait(self) -> float:
+        """Seconds a wait for another client's lock may take: shorter than the statement and
+        network bounds of the attempt, so a lock wait ends first and is reported as one
+        (``LockTimeoutError``), not as a slow statement or a silent server."""
+        return self.attempt * 0.8
+
+    @property
+    def lock_wait_ms(self) -> int:
+        return max(1, int(self.lock_wait * 1000))
+
+    @property
+    def lock_wait_seconds(self) -> int:
+        """``lock_wait`` in whole seconds, rounded down (at least 1)."""
+        return max(1, math.floor(self.lock_wait))
+
 
 @dataclass(frozen=True)
 class RowLimit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -63,6 +64,12 @@ SNAPSHOT = "stabilize_snapshot"
 _REPEATABLE_READ = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
+def _statement_time(bounds: Bounds) -> float:
+    """Seconds a statement may run: the attempt's, but longer than the lock wait, which InnoDB
+    counts in whole seconds (at least one), so a lock wait is always the first to end."""
+    return max(bounds.attempt, bounds.lock_wait_seconds + 0.5)
+
+
 def _code(error: BaseException) -> object:
     args = getattr(error, "args", ())
     return args[0] if args else None
@@ -82,10 +89,13 @@ class MysqlProfile(GenericProfile):
         # block or deadlock each other the way REPEATABLE READ's next-key locks do. PyMySQL's
         # connect_timeout covers the TCP connect only: the handshake and every later read wait
         # on read_timeout, so a server that accepts and never answers fails the attempt too.
+        # The read timeout is a second longer than the server's own bounds of the attempt
+        # (lock wait, statement time): those end a wait with their own error first, and the
+        # connection is dropped only for a server that stopped answering.
         timeouts = {
             "connect_timeout": bounds.attempt_seconds,
-            "read_timeout": bounds.attempt_seconds,
-            "write_timeout": bounds.attempt_seconds,
+            "read_timeout": math.ceil(_statement_time(bounds)) + 1,
+            "write_timeout": math.ceil(_statement_time(bounds)) + 1,
         }
         return {
             "pool_size": 5,
@@ -98,7 +108,7 @@ class MysqlProfile(GenericProfile):
 
     def on_connect(self, dbapi_connection: Any, bounds: Bounds) -> dict[str, Any]:
         mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
-        wait = bounds.attempt_seconds
+        wait = bounds.lock_wait_seconds
         settings: list[tuple[str, tuple[Any, ...]]] = [
             # Strict mode for every table: an over-long value is an error, never silently cut.
             (
@@ -121,7 +131,7 @@ class MysqlProfile(GenericProfile):
         if mariadb:
             # A statement the server is slow on fails the attempt (MySQL's counterpart bounds
             # SELECTs only, and the read timeout covers a silent server anyway).
-            settings.append(("SET SESSION max_statement_time = %s", (bounds.attempt,)))
+            settings.append(("SET SESSION max_statement_time = %s", (_statement_time(bounds),)))
         cursor = dbapi_connection.cursor()
         try:
             for statement, params in settings:
@@ -159,7 +169,7 @@ class MysqlProfile(GenericProfile):
         self._set_bounds(connection, 0.0, max(1, round(self.migration_lock_timeout)))
 
     def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
-        self._set_bounds(connection, bounds.attempt, bounds.attempt_seconds)
+        self._set_bounds(connection, _statement_time(bounds), bounds.lock_wait_seconds)
 
     def _set_bounds(self, connection: Connection, statement: float, lock_wait: int) -> None:
         if getattr(connection.dialect, "is_mariadb", False):

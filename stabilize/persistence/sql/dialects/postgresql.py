@@ -51,7 +51,7 @@ class PostgresProfile(OnConflictProfile):
             "-c jit=off",
             # A lock held by another client, or a statement the server is slow on, fails the
             # attempt instead of holding the call.
-            f"-c lock_timeout={wait}",
+            f"-c lock_timeout={bounds.lock_wait_ms}",
             f"-c statement_timeout={wait}",
             # A transaction whose client vanished mid-way does not keep its locks for long.
             f"-c idle_in_transaction_session_timeout={max(wait * 4, 60_000)}",

@@ -38,9 +38,19 @@ def database_url() -> str:
     return normalize_url(url).render_as_string(hide_password=False)
 
 
+#: Tables of the database that are not the models': Galera's cluster-wide migration lock row
+#: (``dialects.mysql.CLUSTER_LOCK_TABLE``), made by the lock, never by a migration.
+NOT_MODELS = {"stabilize_migration_lock"}
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    return not (type_ == "table" and name in NOT_MODELS)
+
+
 def configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
+        include_name=include_name,
         # SQLite alters tables by copying them; batch mode does that for every ALTER.
         render_as_batch=True,
         compare_type=True,

@@ -8,7 +8,10 @@ Two strategies behind one interface, chosen once per engine by capability, never
 - ``CompareAndSetClaimer`` (SQLite, unknown dialects): read due rows without locks, then take one
   with a single conditional UPDATE; a row count of 1 means this poller won. On SQLite the claim
   transaction begins with ``BEGIN IMMEDIATE`` (the write-intent engine), so writers are already
-  serialised and the first candidate wins; the compare-and-set keeps other databases correct.
+  serialised and the first candidate wins; the compare-and-set keeps other databases correct. On a
+  Galera cluster (row locks local to a node) it tries the candidates in random order: two nodes
+  that took one row anyway are decided by certification, which fails one at COMMIT (a lost race:
+  its unit runs again).
 
 Both run inside the caller's transaction and never commit. A row is due when ``deliver_at <=
 now``; taking it moves ``deliver_at`` and ``locked_until`` to the end of the lock, so a claimed
@@ -18,6 +21,7 @@ lapses, and then it is due again in the order of that lapse.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +29,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, Engine, Executable, bindparam, delete, select, update
 
 from stabilize.persistence.sql.dialects.base import rowcount
-from stabilize.persistence.sql.engine import engine_profile
+from stabilize.persistence.sql.engine import engine_profile, engine_state
 from stabilize.queue.records import QUEUE, ROW_COLUMNS, Row
 
 #: Rows the compare-and-set strategy reads per poll; more than one so a lost race can move on.
@@ -124,15 +128,25 @@ class SkipLockedClaimer(Claimer):
 
 
 class CompareAndSetClaimer(Claimer):
-    """No row locks: read a few due rows, then win one with a conditional UPDATE."""
+    """No row locks: read a few due rows, then win one with a conditional UPDATE.
+
+    Args:
+        spread: try the rows in random order rather than earliest first, so consumers whose
+            row locks cannot see each other (Galera nodes, which certification then decides
+            between at COMMIT) seldom go for the same row.
+    """
 
     _DUE = _due(CAS_BATCH, skip_locked=False)
 
-    def __init__(self) -> None:
+    def __init__(self, spread: bool = False) -> None:
         super().__init__(compare=True)
+        self._spread = spread
 
     def candidates(self, connection: Connection, now: int) -> Iterator[Row]:
-        yield from connection.execute(self._DUE, {"now": now}).mappings().all()
+        rows = list(connection.execute(self._DUE, {"now": now}).mappings().all())
+        if self._spread:
+            random.shuffle(rows)
+        yield from rows
 
 
 class ReturningClaimer:
@@ -168,6 +182,8 @@ def claimer_for(engine: Engine) -> Claimer | ReturningClaimer:
     """The strategy this server supports; asked once connected, since MariaDB's answer depends on
     the server version the dialect only knows after its first connection."""
     profile, dialect = engine_profile(engine), engine.dialect
+    if profile.spreads_claims(engine_state(engine).facts):
+        return CompareAndSetClaimer(spread=True)
     skip_locked = profile.supports_skip_locked(dialect)
     if profile.supports_claim_returning(dialect):
         return ReturningClaimer(skip_locked)

@@ -144,6 +144,27 @@ def install_profile(engine: Engine, bounds: Bounds | None = None) -> None:
         _installed[engine] = hooks.install(engine, engine_profile(engine), bounds or Bounds())
 
 
+def same_database(one: Engine, other: Engine) -> bool:
+    """Whether two engines write one database: the same engine, or two whose profile says their
+    servers are one (two nodes of one Galera cluster, on one database name). An engine that has
+    not connected yet connects once to tell."""
+    if one is other:
+        return True
+    profile = engine_profile(one)
+    if type(profile) is not type(engine_profile(other)):
+        return False
+    identities = [profile.database_identity(_connected_facts(engine)) for engine in (one, other)]
+    return identities[0] is not None and identities[0] == identities[1]
+
+
+def _connected_facts(engine: Engine) -> dict[str, Any]:
+    state = engine_state(engine)
+    if not state.facts:
+        with engine.connect():  # the connect hook records the facts
+            pass
+    return state.facts
+
+
 def engine_state(engine: Engine) -> hooks.EngineState:
     """The engine's bounds and server facts (its hooks are attached first if they were not)."""
     install_profile(engine)

@@ -19,6 +19,7 @@ from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.sql import claims, mapping, step
 from stabilize.persistence.sql.dialects import GenericProfile, Unit
 from stabilize.persistence.sql.dialects.base import RowLimit
+from stabilize.persistence.sql.engine import same_database
 from stabilize.persistence.sql.faults import translated
 from stabilize.persistence.sql.images import TaskImages
 from stabilize.persistence.sql.rows import WorkflowRow
@@ -165,7 +166,8 @@ class SqlStoreTransaction(StoreTransaction):
         queue: Any = self._queue
         if (
             queue is not None
-            and getattr(queue, "engine", None) is self._engine
+            and isinstance(getattr(queue, "engine", None), Engine)
+            and same_database(queue.engine, self._engine)
             and hasattr(queue, "pending_push")
         ):
             outbox: Outbox = queue

@@ -147,6 +147,16 @@ class GenericProfile:
         ``bounds.attempt``); returns what was learned of the server (``server facts``)."""
         return {}
 
+    def database_identity(self, facts: dict[str, Any]) -> object | None:
+        """What makes two engines one database, from their connections' ``facts`` (a cluster's
+        identity and the database's name); None: only the same engine is the same database."""
+        return None
+
+    def spreads_claims(self, facts: dict[str, Any]) -> bool:
+        """Whether queue consumers should pick among the first due rows at random rather than
+        lock the earliest (a cluster whose row locks are local to each node)."""
+        return False
+
     def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
         """How many bytes of text and JSON one row may hold (its values together), or None for no
         known limit; ``facts`` is what ``on_connect`` learned of the server."""

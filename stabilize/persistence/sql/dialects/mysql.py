@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
+import uuid
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     URL,
+    BigInteger,
+    Column,
     ColumnElement,
     Connection,
     Dialect,
     Executable,
+    MetaData,
+    String,
     Table,
     bindparam,
+    delete,
     exists,
     func,
     insert,
@@ -23,7 +30,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.schema import CreateTable
 
 from stabilize.persistence.errors import SchemaError
 from stabilize.persistence.sql.dialects.base import (
@@ -49,8 +57,9 @@ LOCK_WAIT_TIMEOUT = 1205
 #: max_execution_time): the server stopped a statement at its time bound.
 STATEMENT_TIMEOUT_CODES = frozenset({1969, 3024})
 #: Can't connect (2002, 2003), server gone away (2006), lost connection (2013), shutting down
-#: (1053): client and server error codes of the MySQL protocol.
-UNREACHABLE_ERROR_CODES = frozenset({1053, 2002, 2003, 2006, 2013})
+#: (1053): client and server error codes of the MySQL protocol; and a Galera node that is not part
+#: of the primary component (1047, "WSREP has not yet prepared node for application use").
+UNREACHABLE_ERROR_CODES = frozenset({1047, 1053, 2002, 2003, 2006, 2013})
 #: ER_DUP_ENTRY.
 DUPLICATE_KEY = 1062
 #: Bytes a row's documents may take below max_allowed_packet: the statement's own text and its
@@ -140,11 +149,33 @@ class MysqlProfile(GenericProfile):
             given = getattr(dbapi_connection, "init_command", None)
             if given:
                 cursor.execute(given)
-            cursor.execute("SELECT @@max_allowed_packet")
-            (packet,) = cursor.fetchone()
+            # One query on MySQL and MariaDB alike (MySQL has no wsrep_on variable).
+            cursor.execute("SHOW VARIABLES WHERE Variable_name IN ('max_allowed_packet', 'wsrep_on')")
+            variables = {name.lower(): value for name, value in cursor.fetchall()}
+            facts: dict[str, Any] = {"max_allowed_packet": int(variables["max_allowed_packet"])}
+            if str(variables.get("wsrep_on", "OFF")).upper() == "ON":
+                # A Galera node: its cluster's identity makes two nodes of one cluster one
+                # database (``database_identity``).
+                cursor.execute("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'")
+                row = cursor.fetchone()
+                cursor.execute("SELECT DATABASE()")
+                (database,) = cursor.fetchone()
+                facts["galera"] = (row[1] if row else "", database)
         finally:
             cursor.close()
-        return {"max_allowed_packet": int(packet)}
+        return facts
+
+    def database_identity(self, facts: dict[str, Any]) -> object | None:
+        # Galera: every node of a cluster holds the same databases, so a store on one node and a
+        # queue on another write one database and a step may be atomic across them.
+        galera = facts.get("galera")
+        return None if galera is None or not galera[0] else ("galera", *galera)
+
+    def spreads_claims(self, facts: dict[str, Any]) -> bool:
+        # Galera: a row lock is local to its node (SKIP LOCKED skips only this node's), and
+        # certification fails one of two nodes that took one row at their COMMIT: consumers
+        # pick among the first due rows at random instead of all racing for the head.
+        return "galera" in facts
 
     def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
         packet = facts.get("max_allowed_packet")
@@ -181,6 +212,11 @@ class MysqlProfile(GenericProfile):
         # GET_LOCK is held by the session, not a transaction: MySQL commits around every DDL
         # statement, so a transaction-scoped lock would end with the first CREATE TABLE.
         name = migration_lock_name(connection.execute(text("SELECT DATABASE()")).scalar())
+        wsrep = connection.execute(text("SHOW VARIABLES LIKE 'wsrep_on'")).first()
+        if wsrep is not None and str(wsrep[1]).upper() == "ON":
+            connection.commit()
+            self._lock_migrations_in_cluster(connection, name)
+            return
         timeout = max(0, round(self.migration_lock_timeout))
         got = connection.execute(text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": timeout})
         obtained = got.scalar()
@@ -193,10 +229,47 @@ class MysqlProfile(GenericProfile):
             )
         connection.info["stabilize_migration_lock"] = name
 
+    def _lock_migrations_in_cluster(self, connection: Connection, name: str) -> None:
+        """Galera: GET_LOCK locks one node only, so the lock is a row every node sees. Inserting
+        it commits on every node or on none (certification fails one of two nodes inserting at
+        once: error 1213, or a duplicate key once the other's row replicated); a holder that died
+        leaves its row, which a migrator takes over once it is older than the lock's timeout."""
+        holder = uuid.uuid4().hex
+        timeout = max(0.0, self.migration_lock_timeout)
+        deadline = time.monotonic() + timeout
+        connection.execute(_CREATE_CLUSTER_LOCK)
+        connection.commit()
+        while True:
+            now = int(time.time() * 1000)
+            try:
+                connection.execute(_TAKE_CLUSTER_LOCK, {"name": name, "holder": holder, "taken_at": now})
+                connection.commit()
+            except (IntegrityError, OperationalError) as error:
+                connection.rollback()
+                if error.orig is None or _code(error.orig) not in (DUPLICATE_KEY, *TRANSIENT_ERROR_CODES):
+                    raise
+            else:
+                connection.info["stabilize_migration_lock"] = (name, holder)
+                return
+            stale = now - int(timeout * 1000)
+            connection.execute(_TAKE_STALE_CLUSTER_LOCK, {"lock_name": name, "stale": stale})
+            connection.commit()
+            if time.monotonic() >= deadline:
+                raise SchemaError(
+                    f"could not take the migration lock {name!r} (the cluster-wide row in "
+                    f"{CLUSTER_LOCK_TABLE}) within {timeout:g} s; another process is migrating this "
+                    "database. Retry when it has finished"
+                )
+            time.sleep(0.2)  # a migration takes seconds: poll, without holding anything
+
     def _unlock_migrations(self, connection: Connection) -> None:
-        name = connection.info.pop("stabilize_migration_lock", None)
-        if name is not None:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        held = connection.info.pop("stabilize_migration_lock", None)
+        if isinstance(held, tuple):
+            name, holder = held
+            connection.execute(_DROP_CLUSTER_LOCK, {"lock_name": name, "lock_holder": holder})
+            connection.commit()
+        elif held is not None:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": held})
             connection.commit()
 
     def unit_options(self, unit: Unit) -> dict[str, Any]:
@@ -265,6 +338,27 @@ def _insert_if_absent(table: Table, keys: tuple[str, ...]) -> Executable:
         insert(table).from_select(columns, values).execution_options(preserve_rowcount=True)
     )
     return statement
+
+
+#: Galera's migration lock: a row per database, replicated to every node (see
+#: ``_lock_migrations_in_cluster``). Not a table of the models (``migrations/env.py`` skips it).
+CLUSTER_LOCK_TABLE = "stabilize_migration_lock"
+_CLUSTER_LOCK = Table(
+    CLUSTER_LOCK_TABLE,
+    MetaData(),
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(32), nullable=False),
+    Column("taken_at", BigInteger, nullable=False),
+    mysql_engine="InnoDB",
+)
+_CREATE_CLUSTER_LOCK = CreateTable(_CLUSTER_LOCK, if_not_exists=True)
+_TAKE_CLUSTER_LOCK = insert(_CLUSTER_LOCK)
+_TAKE_STALE_CLUSTER_LOCK = delete(_CLUSTER_LOCK).where(
+    _CLUSTER_LOCK.c.name == bindparam("lock_name"), _CLUSTER_LOCK.c.taken_at < bindparam("stale")
+)
+_DROP_CLUSTER_LOCK = delete(_CLUSTER_LOCK).where(
+    _CLUSTER_LOCK.c.name == bindparam("lock_name"), _CLUSTER_LOCK.c.holder == bindparam("lock_holder")
+)
 
 
 def migration_lock_name(database: str | None) -> str:

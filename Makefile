@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DB ?= sqlite:///stabilize.db
 
-.PHONY: venv demo test lint pytest wheel clean bench browser ui
+.PHONY: venv demo test lint pytest wheel clean bench browser ui clusters-up clusters-status clusters-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,21 @@ lint: venv
 	$(VENV)/bin/ruff check stabilize tests migrations bench
 	$(VENV)/bin/mypy --strict stabilize
 
-# Two runs: everything in parallel, then the tests that restart the database servers, alone.
+# Three runs: everything in parallel, then the tests that restart the database servers, alone, then
+# the tests on the test clusters (they kill and isolate nodes; the fixtures start the clusters if down).
 pytest: venv browser
-	$(PY) -m pytest -n 2 -p no:cacheprovider -m "not restart" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -p no:cacheprovider -m "not restart and not cluster" $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:cacheprovider -m restart $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -m cluster $(PYTEST_ARGS)
+
+## The test clusters of issue 15 (3-node Galera on 33061-33063, PostgreSQL primary 55432 + sync standby
+## 55433): up (idempotent), status, down (stops them and removes their data).
+clusters-up: venv
+	$(PY) -m tests.clusters up
+clusters-status: venv
+	$(PY) -m tests.clusters status
+clusters-down: venv
+	$(PY) -m tests.clusters down
 
 ## Side-by-side benchmark against upstream stabilize 0.33.1 (own venv, bench/.venv-upstream) on SQLite (WAL),
 ## PostgreSQL and MariaDB, with the raw-driver ceiling; prints ops/s and ratios. BENCH_ARGS=--small for a smoke run.

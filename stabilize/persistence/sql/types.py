@@ -119,21 +119,40 @@ class EnumName(Checked, Generic[E]):
             return value
         return None if value is None else self.coerce(value, self.bound_path)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
-        if value is None:
-            return None
-        member: E = self._members[value]
-        return member
-
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], E | None]:
-        # The members' own lookup (C code): a read of a thousand rows maps thousands of names,
-        # and None, which is no member's name, maps to None.
-        lookup: Callable[[Any], E | None] = self._members.get
+        """The function each read value goes through: a stored name to its member, NULL to None.
+
+        It replaces ``TypeDecorator``'s own processor, so no ``process_result_value`` runs.
+
+        Raises:
+            ValueError: from the returned function, for a stored name that is no member's,
+                naming the enum and the stored value.
+        """
+        # A dict's own lookup (C code): a read of a thousand rows maps thousands of names;
+        # only a miss (None, or a name no member has) reaches Python, in ``__missing__``.
+        lookup: Callable[[Any], E | None] = _StoredNames(self.enum).__getitem__
         return lookup
 
     @property
     def python_type(self) -> type[E]:
         return self.enum
+
+
+class _StoredNames(dict[Any, Any]):
+    """An enum's members by name, for reading a column: None reads as None, and a name that is no
+    member's (a row written by other code, or by a version that had another member) is an error
+    rather than a silent None."""
+
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__(enum.__members__)
+        self.enum = enum
+
+    def __missing__(self, name: Any) -> None:
+        if name is None:
+            return None
+        known = ", ".join(self.enum.__members__)
+        what = self.enum.__name__
+        raise ValueError(f"a {what} column holds {name!r}, which is not a {what} name (one of {known})")
 
 
 class Millis(Checked):
@@ -235,7 +254,8 @@ class Document(Checked):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
         # Text from SQLite and MySQL goes straight to the engine's JSON decoder (one call per
-        # value, not three layers of processors); psycopg decodes JSONB itself (None).
+        # value, not three layers of processors). psycopg decodes the ``json`` column itself, with
+        # the engine's decoder installed as its JSON loader, so SQLAlchemy gives no processor (None).
         impl: Callable[[Any], Any] | None = (
             self.load_dialect_impl(dialect).dialect_impl(dialect).result_processor(dialect, coltype)
         )

@@ -50,6 +50,7 @@ class CliError(click.ClickException):
     """A failure the command line explains itself: one line, and its exit code (``code``)."""
 
     def __init__(self, message: str, code: ExitCode = ExitCode.FAILURE) -> None:
+        """A failure to report as ``message``, one line, exiting with ``code``."""
         super().__init__(message)
         self.code = code
 

@@ -96,6 +96,7 @@ class StageExecution:
     )
 
     def __post_init__(self) -> None:
+        """Attach every task given to the constructor to this stage."""
         for task in self.tasks:
             task.stage = self
 
@@ -120,6 +121,7 @@ class StageExecution:
         self._execution = value
 
     def has_execution(self) -> bool:
+        """Whether the stage is attached to a workflow that is still alive."""
         if isinstance(self._execution, weakref.ReferenceType):
             return self._execution() is not None
         return self._execution is not None
@@ -127,13 +129,18 @@ class StageExecution:
     # -- tasks ----------------------------------------------------------------------------------
 
     def add_task(self, task: TaskExecution) -> None:
+        """Append ``task`` and attach it to this stage."""
         task.stage = self
         self.tasks.append(task)
 
     def first_task(self) -> TaskExecution | None:
+        """The stage's first task, or None without tasks."""
         return self.tasks[0] if self.tasks else None
 
     def next_task(self, task: TaskExecution) -> TaskExecution | None:
+        """The task that runs after ``task`` (matched by identity), or None after a ``stage_end`` task,
+        the last task, or a task not of this stage.
+        """
         if task.stage_end:
             return None
         index = next((i for i, t in enumerate(self.tasks) if t is task), None)
@@ -142,42 +149,61 @@ class StageExecution:
         return self.tasks[index + 1]
 
     def has_tasks(self) -> bool:
+        """Whether the stage has any task."""
         return bool(self.tasks)
 
     # -- navigation within the workflow --------------------------------------------------------
 
     def is_initial(self) -> bool:
+        """Whether the stage waits for no other stage."""
         return not self.requisite_stage_ref_ids
 
     def is_join(self) -> bool:
+        """Whether the stage waits for more than one stage."""
         return len(self.requisite_stage_ref_ids) > 1
 
     def is_synthetic(self) -> bool:
+        """Whether the stage hangs off a parent stage (``parent_stage_id``)."""
         return self.parent_stage_id is not None
 
     def upstream_stages(self) -> list[StageExecution]:
+        """The stages of the workflow this stage waits for.
+
+        Raises:
+            ValueError: the stage is not attached to a workflow (as for every method that walks it).
+        """
         return [s for s in self.execution.stages if s.ref_id in self.requisite_stage_ref_ids]
 
     def downstream_stages(self) -> list[StageExecution]:
+        """The stages of the workflow that wait for this stage."""
         return [s for s in self.execution.stages if self.ref_id in s.requisite_stage_ref_ids]
 
     def all_upstream_stages_complete(self) -> bool:
+        """Whether every stage this stage waits for has a complete status."""
         return all(s.status.is_complete for s in self.upstream_stages())
 
     def synthetic_stages(self) -> list[StageExecution]:
+        """The synthetic stages whose parent is this stage, in the workflow's order."""
         return [s for s in self.execution.stages if s.parent_stage_id == self.id]
 
     def before_stages(self) -> list[StageExecution]:
+        """The synthetic stages that run before this stage's tasks."""
         return [
             s for s in self.synthetic_stages() if s.synthetic_stage_owner is SyntheticStageOwner.STAGE_BEFORE
         ]
 
     def after_stages(self) -> list[StageExecution]:
+        """The synthetic stages that run after this stage completes."""
         return [
             s for s in self.synthetic_stages() if s.synthetic_stage_owner is SyntheticStageOwner.STAGE_AFTER
         ]
 
     def parent(self) -> StageExecution:
+        """The parent of this synthetic stage.
+
+        Raises:
+            ValueError: the stage is not synthetic, or its parent is not in the workflow.
+        """
         if self.parent_stage_id is None:
             raise ValueError(f"stage {self.id} is not synthetic and has no parent")
         return self.execution.stage_by_id(self.parent_stage_id)
@@ -193,6 +219,9 @@ class StageExecution:
         context: dict[str, Any] | None = None,
         requisite_stage_ref_ids: set[str] | None = None,
     ) -> StageExecution:
+        """A new top-level stage, ``NOT_STARTED``, with a fresh id and no workflow yet
+        (``Workflow.add_stage``); ``requisite_stage_ref_ids`` is copied.
+        """
         return cls(
             type=type,
             name=name,

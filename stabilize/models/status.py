@@ -27,6 +27,7 @@ class WorkflowStatus(Enum):
     BUFFERED = ("BUFFERED", False, False)
 
     def __init__(self, label: str, complete: bool, halt: bool) -> None:
+        """Unpack a member's value tuple; the enum calls this once per member, at class creation."""
         self._label = label
         self._complete = complete
         self._halt = halt
@@ -43,16 +44,20 @@ class WorkflowStatus(Enum):
 
     @property
     def is_successful(self) -> bool:
+        """True for SUCCEEDED and SKIPPED."""
         return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.SKIPPED)
 
     @property
     def is_failure(self) -> bool:
+        """True for TERMINAL, STOPPED and FAILED_CONTINUE (CANCELED is not a failure)."""
         return self in (WorkflowStatus.TERMINAL, WorkflowStatus.STOPPED, WorkflowStatus.FAILED_CONTINUE)
 
     def __str__(self) -> str:
+        """The member's label, which is its name (``"RUNNING"``)."""
         return self._label
 
     def __repr__(self) -> str:
+        """``WorkflowStatus.RUNNING``: the name without the value tuple."""
         return f"WorkflowStatus.{self.name}"
 
 

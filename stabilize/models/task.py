@@ -39,6 +39,7 @@ class TaskExecution:
 
     @property
     def stage(self) -> StageExecution | None:
+        """The stage holding this task, or None when the task is detached or the stage was collected."""
         if isinstance(self._stage, weakref.ReferenceType):
             return self._stage()
         return self._stage
@@ -52,17 +53,21 @@ class TaskExecution:
         self._stage = value
 
     def has_stage(self) -> bool:
+        """Whether the task is attached to a stage that is still alive."""
         return self.stage is not None
 
     @property
     def is_stage_start(self) -> bool:
+        """Whether this task starts its stage (``stage_start``)."""
         return self.stage_start
 
     @property
     def is_stage_end(self) -> bool:
+        """Whether this task ends its stage (``stage_end``): no task after it runs."""
         return self.stage_end
 
     def set_exception_details(self, exception: dict[str, Any]) -> None:
+        """Record ``exception`` under the ``"exception"`` key of ``task_exception_details``."""
         self.task_exception_details["exception"] = exception
 
     @classmethod
@@ -75,6 +80,7 @@ class TaskExecution:
         loop_start: bool = False,
         loop_end: bool = False,
     ) -> TaskExecution:
+        """A new task, ``NOT_STARTED``, with a fresh id and no stage yet (``StageExecution.add_task``)."""
         return cls(
             name=name,
             implementing_class=implementing_class,

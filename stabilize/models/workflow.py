@@ -12,6 +12,7 @@ from stabilize.models.status import WorkflowStatus
 
 
 class WorkflowType(Enum):
+    """Whether a workflow is a configured pipeline or an ad hoc orchestration (``Workflow.create*``)."""
     PIPELINE = "PIPELINE"
     ORCHESTRATION = "ORCHESTRATION"
 
@@ -27,6 +28,7 @@ class Trigger:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The trigger as a JSON-ready dict; its containers are the trigger's own, not copies."""
         return {
             "type": self.type,
             "user": self.user,
@@ -37,6 +39,7 @@ class Trigger:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trigger:
+        """A trigger from ``to_dict``'s form; a missing key takes the field's default."""
         return cls(
             type=data.get("type", "manual"),
             user=data.get("user", "anonymous"),
@@ -48,6 +51,9 @@ class Trigger:
 
 @dataclass
 class PausedDetails:
+    """Who paused a workflow and when (epoch ms); ``paused_ms`` is how long the last pause lasted,
+    set on ``resume``.
+    """
     paused_by: str = ""
     pause_time: int | None = None
     resume_time: int | None = None
@@ -55,6 +61,7 @@ class PausedDetails:
 
     @property
     def is_paused(self) -> bool:
+        """Whether a pause began and has not been resumed."""
         return self.pause_time is not None and self.resume_time is None
 
 
@@ -87,44 +94,59 @@ class Workflow:
     queue_table: str | None = None
 
     def __post_init__(self) -> None:
+        """Attach every stage given to the constructor to this workflow."""
         for stage in self.stages:
             stage.execution = self
 
     def add_stage(self, stage: StageExecution) -> None:
+        """Append ``stage`` and attach it to this workflow."""
         stage.execution = self
         self.stages.append(stage)
 
     def remove_stage(self, stage_id: str) -> None:
+        """Drop the stage with id ``stage_id`` from ``stages``, if there is one (nothing is stored)."""
         self.stages = [s for s in self.stages if s.id != stage_id]
 
     def stage_by_id(self, stage_id: str) -> StageExecution:
+        """The stage with id ``stage_id``.
+
+        Raises:
+            ValueError: no stage of this workflow has the id.
+        """
         for stage in self.stages:
             if stage.id == stage_id:
                 return stage
         raise ValueError(f"stage {stage_id} not found in workflow {self.id}")
 
     def stage_by_ref_id(self, ref_id: str) -> StageExecution | None:
+        """The stage with ref id ``ref_id``, or None."""
         return next((s for s in self.stages if s.ref_id == ref_id), None)
 
     def initial_stages(self) -> list[StageExecution]:
+        """The stages that start the workflow: no requisites, and not synthetic."""
         return [s for s in self.stages if s.is_initial() and not s.is_synthetic()]
 
     def top_level_stages(self) -> list[StageExecution]:
+        """The stages that are not synthetic, in order."""
         return [s for s in self.stages if not s.is_synthetic()]
 
     def update_status(self, status: WorkflowStatus) -> None:
+        """Set ``status`` (in memory; ``WorkflowStore.update_status`` stores it)."""
         self.status = status
 
     def cancel(self, user: str, reason: str) -> None:
+        """Mark the workflow canceled by ``user`` for ``reason``; the status is left to the engine."""
         self.is_canceled = True
         self.canceled_by = user
         self.cancellation_reason = reason
 
     def pause(self, user: str) -> None:
+        """Pause now: a new ``paused`` record for ``user`` and status PAUSED."""
         self.paused = PausedDetails(paused_by=user, pause_time=now_ms())
         self.status = WorkflowStatus.PAUSED
 
     def resume(self) -> None:
+        """Resume: record the resume time and the pause's length (when paused), and set RUNNING."""
         if self.paused is not None and self.paused.pause_time is not None:
             self.paused.resume_time = now_ms()
             self.paused.paused_ms = self.paused.resume_time - self.paused.pause_time

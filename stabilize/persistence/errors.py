@@ -22,6 +22,7 @@ class ValidationError(StabilizeError, ValueError):
     """
 
     def __init__(self, path: str, problem: str) -> None:
+        """The message is ``"{path}: {problem}"``; both parts are kept as attributes."""
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem

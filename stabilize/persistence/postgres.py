@@ -18,4 +18,5 @@ class PostgresWorkflowStore(SqlWorkflowStore):
     """
 
     def __init__(self, connection_string: str, create_tables: bool = False, **options: Any) -> None:
+        """Open the store on ``connection_string``; see the class for the arguments."""
         super().__init__(connection_string, create_tables=create_tables, **options)

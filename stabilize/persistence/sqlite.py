@@ -21,4 +21,7 @@ class SqliteWorkflowStore(SqlWorkflowStore):
     def __init__(
         self, connection_string: str = "sqlite:///stabilize.db", create_tables: bool = False, **options: Any
     ) -> None:
+        """Open the store on ``connection_string`` (``stabilize.db`` in the working directory by
+        default); see the class for the arguments.
+        """
         super().__init__(connection_string, create_tables=create_tables, **options)

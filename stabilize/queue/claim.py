@@ -89,6 +89,9 @@ class Claimer(ABC):
     """Finds due rows and takes or removes them inside the caller's transaction."""
 
     def __init__(self, compare: bool) -> None:
+        """Use the take and remove statements of ``compare``'s form: by id alone (``False``, for rows a
+        row lock already holds), or also on the claim count and due time as read (``True``).
+        """
         self._take = _TAKE[compare]
         self._remove = _REMOVE[compare]
 
@@ -118,9 +121,13 @@ class SkipLockedClaimer(Claimer):
     _DUE = _due(1, skip_locked=True)
 
     def __init__(self) -> None:
+        """Take and remove rows by id alone: the row lock guarantees they are as read."""
         super().__init__(compare=False)
 
     def candidates(self, connection: Connection, now: int) -> Iterator[Row]:
+        """The first due row no other transaction holds, locked ``FOR UPDATE SKIP LOCKED``; queried again
+        after each one is taken or removed.
+        """
         # One row at a time: each one yielded is taken or removed before the next query, so
         # the query never returns it again (our own lock does not make SKIP LOCKED skip it).
         while (row := connection.execute(self._DUE, {"now": now}).mappings().first()) is not None:
@@ -139,10 +146,16 @@ class CompareAndSetClaimer(Claimer):
     _DUE = _due(CAS_BATCH, skip_locked=False)
 
     def __init__(self, spread: bool = False) -> None:
+        """Take and remove rows only while they are as read (claim count, still due).
+
+        Args:
+            spread: try the rows in random order (see the class).
+        """
         super().__init__(compare=True)
         self._spread = spread
 
     def candidates(self, connection: Connection, now: int) -> Iterator[Row]:
+        """Up to ``CAS_BATCH`` due rows, read without locks, earliest first (or shuffled when ``spread``)."""
         rows = list(connection.execute(self._DUE, {"now": now}).mappings().all())
         if self._spread:
             random.shuffle(rows)
@@ -161,6 +174,9 @@ class ReturningClaimer:
     """
 
     def __init__(self, skip_locked: bool) -> None:
+        """Build the claim statement; ``skip_locked`` adds ``FOR UPDATE SKIP LOCKED`` to the subquery
+        that picks the row.
+        """
         earliest = select(QUEUE.c.id).where(QUEUE.c.deliver_at <= _NOW)
         earliest = earliest.order_by(QUEUE.c.deliver_at, QUEUE.c.id).limit(1)
         if skip_locked:

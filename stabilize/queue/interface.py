@@ -27,9 +27,11 @@ class Queue(ABC):
         """Release what this object holds of the database (idempotent); later calls fail."""
 
     def __enter__(self) -> Self:
+        """The queue itself: ``with queue:`` closes it when the block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """``close`` the queue, whether or not the block raised (the exception is not suppressed)."""
         self.close()
 
     @abstractmethod

@@ -78,6 +78,7 @@ class WorkflowLevel(Message, abstract=True):
 
 @dataclass(kw_only=True)
 class StartWorkflow(WorkflowLevel):
+    """Start a workflow: it becomes RUNNING and its initial stages are started."""
     pass
 
 
@@ -90,6 +91,7 @@ class CompleteWorkflow(WorkflowLevel):
 
 @dataclass(kw_only=True)
 class CancelWorkflow(WorkflowLevel):
+    """Cancel a workflow: mark it canceled by ``user`` for ``reason`` and stop its running stages."""
     user: str = ""
     reason: str = ""
 
@@ -104,11 +106,13 @@ class StartWaitingWorkflows(Message):
 
 @dataclass(kw_only=True)
 class CancelRegion(WorkflowLevel):
+    """Cancel every active stage whose ``cancel_region`` is ``region``, as a whole."""
     region: str = ""
 
 
 @dataclass(kw_only=True)
 class InvalidWorkflowId(WorkflowLevel):
+    """Names a workflow id that is not stored; the engine logs it and drops it."""
     pass
 
 
@@ -132,36 +136,49 @@ class StartStage(StageLevel):
 
 @dataclass(kw_only=True)
 class CompleteStage(StageLevel):
+    """Complete a stage: settle its status from its tasks and synthetic stages, then start what
+    follows (its downstream stages, its parent, or the workflow's completion).
+    """
     pass
 
 
 @dataclass(kw_only=True)
 class SkipStage(StageLevel):
+    """Skip a stage: it becomes SKIPPED and its downstream stages start."""
     pass
 
 
 @dataclass(kw_only=True)
 class CancelStage(StageLevel):
+    """Cancel a stage: its running tasks stop and it becomes CANCELED."""
     pass
 
 
 @dataclass(kw_only=True)
 class RestartStage(StageLevel):
+    """Restart a stage: reset it and run it again from its beginning."""
     pass
 
 
 @dataclass(kw_only=True)
 class ResumeStage(StageLevel):
+    """Resume a paused stage where it stopped."""
     pass
 
 
 @dataclass(kw_only=True)
 class ContinueParentStage(StageLevel):
+    """A synthetic stage of this (parent) stage completed: the parent goes on with its ``phase``
+    (its own tasks after the before-stages, its completion after the after-stages).
+    """
     phase: SyntheticStageOwner = SyntheticStageOwner.STAGE_AFTER
 
 
 @dataclass(kw_only=True)
 class JumpToStage(StageLevel):
+    """Route the workflow to the stage ``target_stage_ref_id``: reset it to NOT_STARTED and start it,
+    with ``jump_context`` merged into its context and ``jump_outputs`` made available to it.
+    """
     target_stage_ref_id: str = ""
     jump_context: dict[str, Any] = field(default_factory=dict)
     jump_outputs: dict[str, Any] = field(default_factory=dict)
@@ -179,11 +196,15 @@ class SignalStage(StageLevel):
 
 @dataclass(kw_only=True)
 class AddMultiInstance(StageLevel):
+    """Add one more parallel instance, with ``instance_context``, to a running multi-instance stage
+    that accepts additions.
+    """
     instance_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
 class InvalidStageId(StageLevel):
+    """Names a stage id that is not stored; the engine logs it and drops it."""
     pass
 
 
@@ -192,21 +213,30 @@ class InvalidStageId(StageLevel):
 
 @dataclass(kw_only=True)
 class TaskLevel(StageLevel, abstract=True):
+    """Fields shared by messages that address one task of a stage (``task_id``)."""
     task_id: str = ""
 
 
 @dataclass(kw_only=True)
 class StartTask(TaskLevel):
+    """Start a task: it becomes RUNNING and a ``RunTask`` for it follows."""
     pass
 
 
 @dataclass(kw_only=True)
 class RunTask(TaskLevel):
+    """Run a task's implementation (``task_type``) and handle its result."""
     task_type: str = ""
 
 
 @dataclass(kw_only=True)
 class CompleteTask(TaskLevel):
+    """A task finished with ``status``: record it and go on to the next task or the stage's completion.
+
+    ``original_status`` is the status the task itself returned, where the engine changed it (a
+    failure a stage lets continue becomes FAILED_CONTINUE); ``task_start_time`` is the start of
+    the run this completion belongs to, so one for an earlier run of a restarted task is stale.
+    """
     status: WorkflowStatus = WorkflowStatus.SUCCEEDED
     original_status: WorkflowStatus | None = None
     task_start_time: int | None = None
@@ -214,16 +244,21 @@ class CompleteTask(TaskLevel):
 
 @dataclass(kw_only=True)
 class PauseTask(TaskLevel):
+    """Pause a task while its workflow is paused; it resumes when the workflow does."""
     pass
 
 
 @dataclass(kw_only=True)
 class InvalidTaskId(TaskLevel):
+    """Names a task id that is not stored; the engine logs it and drops it."""
     pass
 
 
 @dataclass(kw_only=True)
 class InvalidTaskType(TaskLevel):
+    """Names a task type (``task_type_name``) no implementation is registered for; the engine logs it
+    and drops it.
+    """
     task_type_name: str = ""
 
 

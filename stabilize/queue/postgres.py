@@ -28,6 +28,7 @@ class PostgresQueue(SqlQueue):
         max_attempts: int = 10,
         **options: Any,
     ) -> None:
+        """Open the queue on ``connection_string``; see the class for the arguments."""
         super().__init__(connection_string, table_name, lock_duration, max_attempts, **options)
 
 

@@ -94,6 +94,7 @@ def needs_fresh_id(message: Message) -> bool:
 
 
 def mark_pushed(message: Message) -> None:
+    """Remember that this message object was pushed, so pushing it again gives it a fresh id."""
     # A private attribute, not a field: serialisation, equality and repr never see it.
     vars(message)[_PUSHED] = True
 
@@ -152,6 +153,7 @@ def with_message_id(values: RowValues, message_id: str) -> RowValues:
 
 
 def clip_error(text: str | None) -> str | None:
+    """``text`` cut to ``ERROR_LIMIT`` characters (None stays None), as error columns keep it."""
     return None if text is None else text[:ERROR_LIMIT]
 
 

@@ -153,6 +153,7 @@ class SqlQueue(Queue):
         retry_policy: RetryPolicy | None = None,
         operation_timeout: float | None = None,
     ) -> None:
+        """Check the arguments, then open (or reuse) the engine of ``connection``; see the class for them."""
         if table_name != QUEUE.name:
             problem = f"only {QUEUE.name!r}, the table the migrations create, works; got {table_name!r}"
             raise ValidationError("table_name", problem)
@@ -177,6 +178,7 @@ class SqlQueue(Queue):
         return self._db.retry_policy
 
     def __repr__(self) -> str:
+        """The class name and the URL, its password masked."""
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
 
     def close(self) -> None:

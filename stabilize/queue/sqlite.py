@@ -29,6 +29,9 @@ class SqliteQueue(SqlQueue):
         max_attempts: int = 10,
         **options: Any,
     ) -> None:
+        """Open the queue on ``connection_string`` (``stabilize.db`` in the working directory by
+        default); see the class for the arguments.
+        """
         super().__init__(connection_string, table_name, lock_duration, max_attempts, **options)
 
 

@@ -19,16 +19,21 @@ WORK_SECONDS = 0.05
 
 @registered_task("demo.validate")
 def validate(context: TaskContext) -> dict[str, Any]:
+    """The synthetic stage before ``prepare``: outputs ``validated``."""
     return {"validated": True}
 
 
 @registered_task("demo.prepare")
 def prepare(context: TaskContext) -> dict[str, Any]:
+    """Outputs the seed ``items`` and the stage context's ``batch`` (``"demo"`` by default)."""
     return {"items": ["seed"], "batch": context.stage.context.get("batch", "demo")}
 
 
 @registered_task("demo.work")
 def work(context: TaskContext) -> dict[str, Any]:
+    """Sleeps ``WORK_SECONDS``, then outputs the inherited ``items``, each prefixed with this stage's
+    ref id, and ``last_worker``.
+    """
     time.sleep(WORK_SECONDS)
     ref = context.stage.ref_id
     return {"items": [f"{ref}:{item}" for item in context.inputs.get("items", [])], "last_worker": ref}
@@ -36,6 +41,7 @@ def work(context: TaskContext) -> dict[str, Any]:
 
 @registered_task("demo.combine")
 def combine(context: TaskContext) -> dict[str, Any]:
+    """Outputs how many ``items`` the ancestors' merged outputs hold, and a one-line summary."""
     items = context.inputs.get("items", [])
     return {"count": len(items), "summary": f"{len(items)} items from {context.inputs.get('batch')}"}
 

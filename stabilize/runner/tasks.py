@@ -31,6 +31,7 @@ _registry: dict[str, TaskFunction] = {}
 
 
 def register_task(name: str, function: TaskFunction) -> None:
+    """Register ``function`` as the task named ``name``, replacing any function of that name."""
     _registry[name] = function
 
 
@@ -45,6 +46,11 @@ def registered_task(name: str) -> Callable[[TaskFunction], TaskFunction]:
 
 
 def task_function(name: str) -> TaskFunction:
+    """The function registered as ``name``.
+
+    Raises:
+        LookupError: no task of that name is registered (its module was not imported).
+    """
     try:
         return _registry[name]
     except KeyError:

@@ -48,6 +48,7 @@ class Worker:
     """Polls the queue and runs one step per message."""
 
     def __init__(self, store: WorkflowStore, queue: Queue) -> None:
+        """A worker of ``store`` and ``queue``, with a handler for each message type the runner knows."""
         self.store = store
         self.queue = queue
         self._handlers: dict[type[Message], Callable[[Message], Step | None]] = {
@@ -73,6 +74,13 @@ class Worker:
             handled += 1
 
     def process(self, message: Message) -> None:
+        """Handle one delivered message and ack it.
+
+        A message whose step already committed is only acked, and one without a handler is
+        dead-lettered. Otherwise the handler reads, and its step runs in one store transaction that
+        also marks the message processed; a step that lost a compare-and-set (``ConcurrencyError``)
+        is rescheduled at once, to run again on fresh state, instead of acked.
+        """
         if self.store.is_message_processed(message.message_id):
             self.queue.ack(message)  # its step committed before a crash; only the ack was lost
             return

@@ -49,6 +49,7 @@ class Headers:
     """ASGI middleware: the security headers and ``Server-Timing`` on every response."""
 
     def __init__(self, app: ASGIApp) -> None:
+        """Wrap the ASGI ``app``, whose HTTP responses get the headers."""
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

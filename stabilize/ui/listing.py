@@ -34,6 +34,7 @@ class BadFilter(ValueError):
     """A query parameter that cannot be used; the message names the parameter and the problem."""
 
     def __init__(self, parameter: str, problem: str) -> None:
+        """The message is ``"{parameter}: {problem}"``; both parts are kept as attributes."""
         super().__init__(f"{parameter}: {problem}")
         self.parameter = parameter
 
@@ -60,6 +61,9 @@ class Cursor:
         return cls(None if start == "-" else int(start), run_id)
 
     def __str__(self) -> str:
+        """The cursor as the URL carries it, ``"{start_time}.{id}"`` (``-`` for no start time); ``parse``
+        reads it back.
+        """
         return f"{'-' if self.start_time is None else self.start_time}.{self.id}"
 
     def precedes(self, workflow: Workflow) -> bool:

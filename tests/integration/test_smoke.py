@@ -1,3 +1,5 @@
+"""The quickest proof a dialect works at all: a one-stage workflow stored and read back."""
+
 from stabilize.models import StageExecution, Workflow
 from stabilize.persistence.sql.store import SqlWorkflowStore
 

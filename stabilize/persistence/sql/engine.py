@@ -126,6 +126,7 @@ def dispose_engines() -> None:
 
 
 def engine_profile(engine: Engine) -> GenericProfile:
+    """The dialect profile of ``engine`` (``dialects.profile_for``)."""
     return profile_for(engine.dialect)
 
 

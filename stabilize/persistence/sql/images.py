@@ -61,6 +61,7 @@ class TaskImages:
     """Images by task object, for one store."""
 
     def __init__(self) -> None:
+        """No images yet: every task is written until the store reads or writes it."""
         self._images: dict[int, tuple[weakref.ref[TaskExecution], Image]] = {}
 
     def remember(self, task: TaskExecution, image: Image | None) -> None:

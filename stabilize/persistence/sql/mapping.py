@@ -75,6 +75,9 @@ class Codec(Generic[D]):
         to_column: Mapping[str, ToColumn] | None = None,
         from_column: Mapping[str, FromColumn] | None = None,
     ) -> None:
+        """Derive the fields, the state columns, the checks and the conversions from ``row``'s columns and
+        their roles, once: a codec is built at import, not per call.
+        """
         self.table: Table = table_of(row)
         self.domain = domain
         columns = list(self.table.columns)

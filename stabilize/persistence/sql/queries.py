@@ -127,6 +127,7 @@ class StageSelection:
     """
 
     def __init__(self, condition: ColumnElement[bool], *order: Any) -> None:
+        """Build the three statements (no SQL runs); ``order`` are ``ORDER BY`` terms of the stages."""
         self.stages = select(STAGES).where(condition).order_by(*order)
         self.edges = (
             select(EDGES)

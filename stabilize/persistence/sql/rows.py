@@ -63,19 +63,27 @@ PLACE = {"role": "place"}
 
 
 def ids(optional: bool = False) -> BoundedText:
+    """A ULID id column's type (26 characters); None is refused unless ``optional``."""
     return BoundedText(ID_LENGTH, optional=optional)
 
 
 def names(optional: bool = False) -> BoundedText:
+    """A name column's type (255 characters); None is refused unless ``optional``."""
     return BoundedText(NAME_LENGTH, optional=optional)
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every row: one ``MetaData`` with ``NAMING_CONVENTION``, and
+    ``dict[str, Any]`` columns are ``Document`` (JSON, never JSONB).
+    """
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: Document()}
 
 
 class WorkflowRow(Base):
+    """A workflow: its identity, trigger and context (written once) and its state (rewritten by
+    ``update_status``). Its stages go with it (``ON DELETE CASCADE``).
+    """
     __tablename__ = "workflows"
     __table_args__ = (
         Index("ix_workflows_application_start_time", "application", "start_time"),
@@ -110,6 +118,10 @@ class WorkflowRow(Base):
 
 
 class StageRow(Base):
+    """A stage of a workflow, with its position in the workflow, its state (rewritten by the
+    compare-and-set of ``store_stage`` on ``version``) and its control flow (written once).
+    Its edges and tasks go with it (``ON DELETE CASCADE``).
+    """
     __tablename__ = "stages"
     __table_args__ = (
         Index("uq_stages_workflow_id_ref_id", "workflow_id", "ref_id", unique=True),
@@ -180,6 +192,9 @@ class StageEdgeRow(Base):
 
 
 class TaskRow(Base):
+    """A task of a stage, at its position in the stage; its fields are rewritten by
+    ``store_stage``, which leaves the row alone when the task did not change (``images``).
+    """
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_stage_id_position", "stage_id", "position"), MYSQL_TABLE_OPTIONS)
 

@@ -101,6 +101,9 @@ class SqlWorkflowStore(WorkflowStore):
         retry_policy: RetryPolicy | None = None,
         operation_timeout: float | None = None,
     ) -> None:
+        """Open (or reuse) the engine of ``connection`` and check the schema, or upgrade it when
+        ``create_tables``; see the class for the arguments.
+        """
         self.engine = get_engine(connection, operation_timeout=operation_timeout, **(engine_options or {}))
         self._db = Database(self.engine, retry_policy, owns_engine=not isinstance(connection, Engine))
         self.profile = self._db.profile
@@ -119,6 +122,7 @@ class SqlWorkflowStore(WorkflowStore):
         return self._db.retry_policy
 
     def __repr__(self) -> str:
+        """The class name and the URL, its password masked."""
         return f"{type(self).__name__}({mask(self.engine.url)!r})"
 
     def close(self) -> None:

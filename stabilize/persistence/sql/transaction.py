@@ -140,6 +140,9 @@ class SqlStoreTransaction(StoreTransaction):
         limit: RowLimit | None = None,
         open_unit: OpenUnit | None = None,
     ) -> None:
+        """Nothing is written yet: each write call records a prepared write, applied when the block
+        ends; the calls that answer open the transaction earlier (``open_unit``).
+        """
         self._engine = engine
         self._profile = profile
         self._images = images

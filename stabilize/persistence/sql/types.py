@@ -43,6 +43,7 @@ class Checked(TypeDecorator[Any]):
         raise NotImplementedError
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Check a value bound to a statement directly with ``coerce``, named ``bound_path``; None is NULL."""
         return None if value is None else self.coerce(value, self.bound_path)
 
 
@@ -58,16 +59,31 @@ class BoundedText(Checked):
     cache_ok = True
 
     def __init__(self, length: int | None = None, *, optional: bool = False) -> None:
+        """A text column of ``length`` characters.
+
+        Args:
+            length: the most characters a value may have; None for unbounded text.
+            optional: whether None is a valid value (stored as NULL) for ``coerce``.
+        """
         super().__init__(length)
         self.length = length
         self.optional = optional
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``VARCHAR(length)``; unbounded text is ``LONGTEXT`` on MySQL and MariaDB (whose ``TEXT``
+        holds only 64 KiB) and ``TEXT`` elsewhere.
+        """
         if self.length is None:
             return mysql.LONGTEXT() if dialect.name in _MYSQL else Text()
         return String(self.length)
 
     def coerce(self, value: Any, path: object) -> str | None:
+        """The text to store (a ``str`` subclass becomes a plain ``str``); None where optional.
+
+        Raises:
+            ValidationError: naming ``path``, for a value that is not a string, holds a NUL or a lone
+                surrogate, or is longer than ``length``.
+        """
         if value is None and self.optional:
             return None
         text = _text(value, path)
@@ -76,10 +92,12 @@ class BoundedText(Checked):
         return text
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        """Check a directly bound value's characters only; its length is not checked (see the class)."""
         return None if value is None else _text(value, self.bound_path)
 
     @property
     def python_type(self) -> type[str]:
+        """Values are ``str``."""
         return str
 
 
@@ -101,12 +119,25 @@ class EnumName(Checked, Generic[E]):
     cache_ok = True
 
     def __init__(self, enum: type[E], *, optional: bool = False, length: int = 32) -> None:
+        """A column of the names of ``enum``'s members.
+
+        Args:
+            enum: the enum class whose members the column holds.
+            optional: whether None is a valid value (stored as NULL) for ``coerce``.
+            length: the column's width in characters; the longest member name must fit.
+        """
         super().__init__(length)
         self.enum = enum
         self.optional = optional
         self._members = enum.__members__
 
     def coerce(self, value: Any, path: object) -> str | None:
+        """The member's name; None where optional.
+
+        Raises:
+            ValidationError: naming ``path``, for anything but a member of ``enum`` (a member of
+                another enum with the same name, a name given as a string, None unless optional).
+        """
         if value is None and self.optional:
             return None
         name = value.name if isinstance(value, Enum) else None
@@ -115,25 +146,48 @@ class EnumName(Checked, Generic[E]):
         raise ValidationError(str(path), f"{value!r} is not a {self.enum.__name__}")
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        """Bind a member as its name; a string that already is a member's name (what the codec
+        made) binds as it is, anything else is checked by ``coerce``.
+        """
         if isinstance(value, str) and value in self._members:  # a name the codec already made
             return value
         return None if value is None else self.coerce(value, self.bound_path)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
-        if value is None:
-            return None
-        member: E = self._members[value]
-        return member
-
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], E | None]:
-        # The members' own lookup (C code): a read of a thousand rows maps thousands of names,
-        # and None, which is no member's name, maps to None.
-        lookup: Callable[[Any], E | None] = self._members.get
+        """The function each read value goes through: a stored name to its member, NULL to None.
+
+        It replaces ``TypeDecorator``'s own processor, so no ``process_result_value`` runs.
+
+        Raises:
+            ValueError: from the returned function, for a stored name that is no member's,
+                naming the enum and the stored value.
+        """
+        # A dict's own lookup (C code): a read of a thousand rows maps thousands of names;
+        # only a miss (None, or a name no member has) reaches Python, in ``__missing__``.
+        lookup: Callable[[Any], E | None] = _StoredNames(self.enum).__getitem__
         return lookup
 
     @property
     def python_type(self) -> type[E]:
+        """Values are members of ``enum``."""
         return self.enum
+
+
+class _StoredNames(dict[Any, Any]):
+    """An enum's members by name, for reading a column: None reads as None, and a name that is no
+    member's (a row written by other code, or by a version that had another member) is an error
+    rather than a silent None."""
+
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__(enum.__members__)
+        self.enum = enum
+
+    def __missing__(self, name: Any) -> None:
+        if name is None:
+            return None
+        known = ", ".join(self.enum.__members__)
+        what = self.enum.__name__
+        raise ValueError(f"a {what} column holds {name!r}, which is not a {what} name (one of {known})")
 
 
 class Millis(Checked):
@@ -144,10 +198,22 @@ class Millis(Checked):
     impl = BigInteger
 
     def __init__(self, *, optional: bool = True) -> None:
+        """An epoch-milliseconds (or duration) column.
+
+        Args:
+            optional: whether None is a valid value (stored as NULL); most times are unset until
+                they happen, so it is the default.
+        """
         super().__init__()
         self.optional = optional
 
     def coerce(self, value: Any, path: object) -> int | None:
+        """The integer itself; None where optional.
+
+        Raises:
+            ValidationError: naming ``path``, for anything but an ``int`` (a bool, a float or an
+                ``int`` subclass too) or an int outside the signed 64-bit range.
+        """
         if value is None and self.optional:
             return None
         if type(value) is not int or not _INT64[0] <= value <= _INT64[1]:
@@ -156,6 +222,7 @@ class Millis(Checked):
 
     @property
     def python_type(self) -> type[int]:
+        """Values are ``int``."""
         return int
 
 
@@ -167,12 +234,19 @@ class Count(Checked):
     impl = Integer
 
     def coerce(self, value: Any, path: object) -> int:
+        """The integer itself (never None).
+
+        Raises:
+            ValidationError: naming ``path``, for anything but an ``int`` (a bool or a float too) or
+                an int outside the signed 32-bit range.
+        """
         if type(value) is not int or not _INT32[0] <= value <= _INT32[1]:
             raise ValidationError(str(path), _integer_problem(value, _INT32, "an integer"))
         return value
 
     @property
     def python_type(self) -> type[int]:
+        """Values are ``int``."""
         return int
 
 
@@ -190,12 +264,18 @@ class Flag(Checked):
     impl = Boolean
 
     def coerce(self, value: Any, path: object) -> bool:
+        """The boolean itself.
+
+        Raises:
+            ValidationError: naming ``path``, for anything but True or False (1, 0, "yes" too).
+        """
         if value is True or value is False:
             return value
         raise ValidationError(str(path), f"must be True or False, got {value!r}")
 
     @property
     def python_type(self) -> type[bool]:
+        """Values are ``bool``."""
         return bool
 
 
@@ -215,27 +295,50 @@ class Document(Checked):
     impl = JSON
 
     def __init__(self, *, optional: bool = False, json_null: bool = False) -> None:
+        """A JSON document column.
+
+        Args:
+            optional: whether None is a valid value, stored as SQL NULL (the column is nullable).
+            json_null: whether None is a valid value, stored as the JSON value null (the column
+                is NOT NULL).
+        """
         super().__init__(none_as_null=optional)
         self.optional = optional
         #: None stored as the JSON value null (the column itself is NOT NULL).
         self.json_null = json_null
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Plain ``JSON`` on every dialect (``json``, never ``jsonb``, on PostgreSQL), None as SQL
+        NULL where optional.
+        """
         return JSON(none_as_null=self.optional)
 
     def coerce(self, value: Any, path: object) -> CheckedDocument | None:
+        """The document, encoded once as a ``CheckedDocument``; None where optional or ``json_null``.
+
+        Raises:
+            ValidationError: naming the refused value's place under ``path`` (``path['key'][0]``):
+                a value that is not a dict, a key that is not a string, a NUL or lone surrogate, an
+                integer beyond 64 bits, NaN or an infinity, nesting too deep, a type the contract
+                gives no JSON form.
+        """
         if value is None and (self.optional or self.json_null):
             return None
         return encode_document(value, path)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Bind a ``CheckedDocument`` or None as it is; any other value is checked by ``coerce`` first."""
         if value is None or type(value) is CheckedDocument:
             return value
         return self.coerce(value, self.bound_path)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """Decode a read value: the engine's JSON decoder on SQLite's and MySQL's text; None (no
+        processor) where the driver decodes the value itself (psycopg).
+        """
         # Text from SQLite and MySQL goes straight to the engine's JSON decoder (one call per
-        # value, not three layers of processors); psycopg decodes JSONB itself (None).
+        # value, not three layers of processors). psycopg decodes the ``json`` column itself, with
+        # the engine's decoder installed as its JSON loader, so SQLAlchemy gives no processor (None).
         impl: Callable[[Any], Any] | None = (
             self.load_dialect_impl(dialect).dialect_impl(dialect).result_processor(dialect, coltype)
         )
@@ -251,6 +354,7 @@ class Document(Checked):
 
     @property
     def python_type(self) -> type[dict[str, Any]]:
+        """Values are ``dict``."""
         return dict
 
 

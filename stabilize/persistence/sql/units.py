@@ -73,6 +73,7 @@ class Database:
     def __init__(
         self, engine: Engine, retry_policy: RetryPolicy | None = None, *, owns_engine: bool = True
     ) -> None:
+        """Register this user of ``engine``; read the profile, bounds and connection policy it runs with."""
         self.engine = engine
         self.closed = False
         self._owns_engine = owns_engine

@@ -195,7 +195,7 @@ def compact_json(value: object) -> str:
 
 def load_document(text: str | bytes) -> Any:
     """``json.loads`` for JSON columns: text on SQLite and MySQL, UTF-8 bytes from psycopg's
-    JSONB loader (decoded here: ``json.loads`` would first sniff the bytes' encoding). The
+    JSON loader (decoded here: ``json.loads`` would first sniff the bytes' encoding). The
     commonest document, the empty object (outputs, exception details), is returned without
     parsing: a new dict each time, as ``json.loads`` gives."""
     if isinstance(text, bytes):

@@ -179,6 +179,7 @@ class WorkflowInsert:
         return None
 
     def apply(self, context: WriteContext) -> OnCommit | None:
+        """Insert the rows, one batched INSERT per table; after the commit the tasks take their versions."""
         for table, values in self.rows:
             if values:
                 context.connection.execute(_INSERT[table], values)
@@ -195,12 +196,20 @@ class WorkflowStateUpdate:
 
     @classmethod
     def prepare(cls, workflow: Workflow, limit: RowLimit | None = None) -> WorkflowStateUpdate:
+        """Check and encode the workflow's state columns (``ValidationError`` names the value; a row over
+        ``limit`` is refused too).
+        """
         if not isinstance(workflow, Workflow):
             raise ValidationError("workflow", f"must be a Workflow, got {type(workflow).__name__}")
         values = mapping.check_size(mapping.WORKFLOWS.state_values(workflow, "workflow"), limit, "workflow")
         return cls(workflow.id, values)
 
     def apply(self, context: WriteContext) -> OnCommit | None:
+        """Update the workflow's state columns.
+
+        Raises:
+            WorkflowNotFoundError: no workflow has the id.
+        """
         result = context.connection.execute(_WORKFLOW_STATE, {**self.values, "key_id": self.workflow_id})
         if rowcount(result) == 0:
             raise WorkflowNotFoundError(self.workflow_id)
@@ -303,6 +312,15 @@ class StageWrite:
         return not self.changed
 
     def apply(self, context: WriteContext) -> OnCommit | None:
+        """Compare-and-set the stage on its version (and status), updating its changed tasks; a stage not
+        stored yet is inserted with its edges and tasks instead.
+
+        Raises:
+            ConcurrencyError: the stored stage has another version (or status).
+            NeedsTransaction: in a unit of one statement, when the stage must be inserted.
+            ValidationError: the stage to insert is not attached to a stored workflow.
+            DuplicateError: the stage to insert has a ref id or a task id already stored.
+        """
         stage, connection = self.stage, context.connection
         expected = context.versions.get(stage.id, self.version)
         params = {**self.state, "version": expected + 1, "key_id": stage.id, "cas_version": expected}

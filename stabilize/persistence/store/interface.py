@@ -36,6 +36,7 @@ class WorkflowNotFoundError(StabilizeError):
     """No workflow has this id."""
 
     def __init__(self, execution_id: str) -> None:
+        """The message names the id; ``execution_id`` keeps it."""
         super().__init__(f"workflow {execution_id!r} not found")
         self.execution_id = execution_id
 
@@ -52,9 +53,11 @@ class WorkflowStore(ABC):
         """Release what this object holds of the database (idempotent); later calls fail."""
 
     def __enter__(self) -> Self:
+        """The store itself: ``with store:`` closes it when the block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """``close`` the store, whether or not the block raised (the exception is not suppressed)."""
         self.close()
 
     @abstractmethod

@@ -124,6 +124,7 @@ class NoOpTransaction(StoreTransaction):
     """
 
     def __init__(self, store: WorkflowStore, queue: Queue | None = None) -> None:
+        """Start with nothing buffered; ``flush`` replays the buffers through ``store`` and ``queue``."""
         self._store = store
         self._queue = queue
         self._workflows_new: list[Workflow] = []
@@ -133,15 +134,23 @@ class NoOpTransaction(StoreTransaction):
         self._marks: list[tuple[str, str | None, str | None]] = []
 
     def store_workflow(self, workflow: Workflow) -> None:
+        """Buffer a new workflow, stored by ``store.store`` on ``flush``."""
         self._workflows_new.append(workflow)
 
     def store_stage(self, stage: StageExecution, expected_phase: Any = None) -> None:
+        """Buffer a stage write, replayed as ``store.store_stage(stage, expected_phase)`` on ``flush``."""
         self._stages.append((stage, expected_phase))
 
     def update_workflow_status(self, workflow: Workflow) -> None:
+        """Buffer a workflow's status, replayed as ``store.update_status`` on ``flush``."""
         self._workflows.append(workflow)
 
     def push_message(self, message: Message, delay: float = 0) -> None:
+        """Buffer a message for ``queue.push`` on ``flush``.
+
+        Raises:
+            ValueError: the transaction was made without a queue.
+        """
         if self._queue is None:
             raise ValueError("queue: a NoOpTransaction needs a queue to push messages to")
         self._messages.append((message, delay))
@@ -157,12 +166,18 @@ class NoOpTransaction(StoreTransaction):
     def mark_processed_at_commit(
         self, message_id: str, handler_type: str | None = None, execution_id: str | None = None
     ) -> None:
+        """Buffer the mark for ``flush``, after the step's writes and messages."""
         self._marks.append((message_id, handler_type, execution_id))
 
     def set_config_version(self, workflow_id: str, config_version: str | None) -> None:
         """Not recorded: the store interface has no call for it."""
 
     def execute(self, statement: Any) -> None:
+        """Always refused: there is no database transaction.
+
+        Raises:
+            NotImplementedError: always.
+        """
         raise NotImplementedError("a NoOpTransaction has no database transaction to run statements in")
 
     def flush(self) -> None:

@@ -27,6 +27,7 @@ def register_profile(dialect_name: str, profile: GenericProfile) -> None:
 
 
 def profile_for(dialect: Dialect | str) -> GenericProfile:
+    """The profile registered for ``dialect`` (a ``Dialect`` or its name), else a ``GenericProfile``."""
     name = dialect if isinstance(dialect, str) else dialect.name
     return _profiles.get(name) or GenericProfile()
 

@@ -53,6 +53,7 @@ class Unit(Enum):
 
     @property
     def writes(self) -> bool:
+        """Whether a unit of this kind writes (``WRITE`` or ``WRITE_ONE``)."""
         return self in (Unit.WRITE, Unit.WRITE_ONE)
 
 
@@ -73,6 +74,11 @@ class Bounds:
     operation: float = DEFAULT_OPERATION_TIMEOUT
 
     def __post_init__(self) -> None:
+        """Refuse an ``operation`` that is not a number of seconds between 0.5 and 3600.
+
+        Raises:
+            ValueError: naming ``operation_timeout``, for a bool, a non-number or one out of range.
+        """
         if isinstance(self.operation, bool) or not isinstance(self.operation, int | float):
             raise ValueError(f"operation_timeout: must be seconds, got {self.operation!r}")
         if not 0.5 <= self.operation <= 3600:
@@ -87,6 +93,7 @@ class Bounds:
 
     @property
     def attempt_ms(self) -> int:
+        """``attempt`` in whole milliseconds, rounded down (at least 1), for settings counted in ms."""
         return max(1, int(self.attempt * 1000))
 
     @property
@@ -103,6 +110,7 @@ class Bounds:
 
     @property
     def lock_wait_ms(self) -> int:
+        """``lock_wait`` in whole milliseconds, rounded down (at least 1), for settings counted in ms."""
         return max(1, int(self.lock_wait * 1000))
 
     @property

@@ -85,15 +85,23 @@ def _code(error: BaseException) -> object:
 
 
 class MysqlProfile(GenericProfile):
+    """MySQL 8 and MariaDB (also Galera clusters): utf8mb4, READ COMMITTED, strict SQL mode, lock and
+    statement bounds set per session, and a migration lock by ``GET_LOCK`` (a replicated row on
+    Galera).
+    """
     name = "mysql"
 
     def prepare_url(self, url: URL) -> URL:
+        """Add ``charset=utf8mb4`` unless the URL names a charset."""
         # utf8mb4: the server's "utf8" holds only the basic multilingual plane.
         if "charset" not in url.query:
             url = url.update_query_dict({"charset": "utf8mb4"})
         return url
 
     def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
+        """A pool of 5 (+10 overflow) recycled hourly, READ COMMITTED, and PyMySQL's connect, read and
+        write timeouts from ``bounds`` where the URL does not set them.
+        """
         # READ COMMITTED: no gap locks, so queue claims and inserts of unrelated rows do not
         # block or deadlock each other the way REPEATABLE READ's next-key locks do. PyMySQL's
         # connect_timeout covers the TCP connect only: the handshake and every later read wait
@@ -116,6 +124,13 @@ class MysqlProfile(GenericProfile):
         }
 
     def on_connect(self, dbapi_connection: Any, bounds: Bounds) -> dict[str, Any]:
+        """Set strict SQL mode, the InnoDB lock wait, the largest recursion depth and (MariaDB) the
+        statement time, then run the URL's own ``init_command`` again.
+
+        Returns:
+            ``max_allowed_packet`` and, on a Galera node, ``galera``: the cluster's state UUID and the
+            database's name.
+        """
         mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
         wait = bounds.lock_wait_seconds
         settings: list[tuple[str, tuple[Any, ...]]] = [
@@ -166,18 +181,21 @@ class MysqlProfile(GenericProfile):
         return facts
 
     def database_identity(self, facts: dict[str, Any]) -> object | None:
+        """``("galera", cluster UUID, database)`` on a Galera node, else None."""
         # Galera: every node of a cluster holds the same databases, so a store on one node and a
         # queue on another write one database and a step may be atomic across them.
         galera = facts.get("galera")
         return None if galera is None or not galera[0] else ("galera", *galera)
 
     def spreads_claims(self, facts: dict[str, Any]) -> bool:
+        """True on a Galera node, whose row locks other nodes do not see."""
         # Galera: a row lock is local to its node (SKIP LOCKED skips only this node's), and
         # certification fails one of two nodes that took one row at their COMMIT: consumers
         # pick among the first due rows at random instead of all racing for the head.
         return "galera" in facts
 
     def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        """``max_allowed_packet`` less ``PACKET_MARGIN``, or None before the server's packet size is known."""
         packet = facts.get("max_allowed_packet")
         if packet is None:
             return None
@@ -185,21 +203,29 @@ class MysqlProfile(GenericProfile):
         return RowLimit(max(0, int(packet) - PACKET_MARGIN), why)
 
     def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether ``error`` is ER_LOCK_WAIT_TIMEOUT (1205)."""
         return _code(error) == LOCK_WAIT_TIMEOUT
 
     def is_statement_timeout(self, error: BaseException) -> bool:
+        """Whether ``error`` is MariaDB's ER_STATEMENT_TIMEOUT (1969) or MySQL's ER_QUERY_TIMEOUT (3024)."""
         return _code(error) in STATEMENT_TIMEOUT_CODES
 
     def is_transient(self, error: BaseException) -> bool:
+        """Whether ``error`` is a deadlock (1213), after which InnoDB has rolled the transaction back."""
         return _code(error) in TRANSIENT_ERROR_CODES
 
     def is_unreachable(self, error: BaseException) -> bool:
+        """Whether ``error`` is one of ``UNREACHABLE_ERROR_CODES`` (connect failures, a server gone
+        away, a Galera node outside the primary component).
+        """
         return _code(error) in UNREACHABLE_ERROR_CODES
 
     def lift_bounds(self, connection: Connection) -> None:
+        """No statement time limit (MariaDB), a lock wait as long as ``migration_lock_timeout``; commits."""
         self._set_bounds(connection, 0.0, max(1, round(self.migration_lock_timeout)))
 
     def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
+        """The statement time and lock wait of ``bounds`` again, as ``on_connect`` sets them; commits."""
         self._set_bounds(connection, _statement_time(bounds), bounds.lock_wait_seconds)
 
     def _set_bounds(self, connection: Connection, statement: float, lock_wait: int) -> None:
@@ -273,6 +299,7 @@ class MysqlProfile(GenericProfile):
             connection.commit()
 
     def unit_options(self, unit: Unit) -> dict[str, Any]:
+        """Mark snapshot units, which ``on_begin`` makes REPEATABLE READ; every kind runs in a transaction."""
         # Autocommit is no saving here: PyMySQL sends a statement to switch it, and MySQL begins
         # transactions without one; a unit of one statement costs the statement and its COMMIT.
         return {SNAPSHOT: unit is Unit.SNAPSHOT}
@@ -280,15 +307,18 @@ class MysqlProfile(GenericProfile):
     begins_itself = True
 
     def on_begin(self, connection: Connection) -> None:
+        """Make a snapshot unit's transaction REPEATABLE READ, so its statements read one snapshot."""
         if connection.get_execution_options().get(SNAPSHOT):
             connection.execute(_REPEATABLE_READ)
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
+        """MariaDB 10.6 and MySQL 8.0.1 on."""
         version = dialect.server_version_info or (0,)
         is_mariadb = bool(getattr(dialect, "is_mariadb", False))
         return version >= (10, 6) if is_mariadb else version >= (8, 0, 1)
 
     def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        """``JSON_CONTAINS_PATH(document, 'one', '$."key"') = 1``."""
         # 1 where the path exists, whatever its value (MariaDB and MySQL docs: JSON_CONTAINS_PATH).
         return func.json_contains_path(document, "one", json_member_path(key)) == 1
 
@@ -300,11 +330,17 @@ class MysqlProfile(GenericProfile):
         keys: tuple[str, ...],
         update_columns: tuple[str, ...],
     ) -> None:
+        """Insert or update all ``rows`` in one executemany of ``INSERT ... ON DUPLICATE KEY UPDATE``;
+        ``keys`` are the table's unique key, which MySQL finds itself.
+        """
         connection.execute(_upsert_statement(table, update_columns), list(rows))
 
     def insert_ignore(
         self, connection: Connection, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
     ) -> int:
+        """Insert each row by ``INSERT ... SELECT ... WHERE NOT EXISTS``; return how many were inserted.
+        A duplicate that another client inserted at the same moment counts as not inserted.
+        """
         # INSERT ... SELECT ... WHERE NOT EXISTS counts exactly what it inserted (ON DUPLICATE KEY
         # UPDATE would count a duplicate as 1 under SQLAlchemy's FOUND_ROWS, and INSERT IGNORE
         # downgrades more errors than the duplicate key). A concurrent insert of the same key

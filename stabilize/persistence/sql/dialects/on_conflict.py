@@ -27,11 +27,13 @@ class OnConflictProfile(GenericProfile):
         keys: tuple[str, ...],
         update_columns: tuple[str, ...],
     ) -> None:
+        """Insert or update all ``rows`` in one executemany of ``INSERT ... ON CONFLICT (keys) DO UPDATE``."""
         connection.execute(_upsert(type(self).dialect_insert, table, keys, update_columns), list(rows))
 
     def insert_ignore(
         self, connection: Connection, table: Table, rows: Sequence[RowValues], keys: tuple[str, ...]
     ) -> int:
+        """Insert each row with ``ON CONFLICT (keys) DO NOTHING``; return how many were inserted."""
         statement = _insert_ignore(type(self).dialect_insert, table, keys)
         return sum(rowcount(connection.execute(statement, row)) for row in rows)
 

@@ -37,10 +37,19 @@ _UNIT_OPTIONS: dict[Unit, dict[str, Any]] = {
 
 
 class PostgresProfile(OnConflictProfile):
+    """PostgreSQL: ``ON CONFLICT`` upserts, autocommit for units of one statement, REPEATABLE READ
+    snapshots, bounds as connect-time ``-c`` settings, an advisory migration lock, and single-statement
+    steps and claims (data-modifying CTEs, ``RETURNING``, ``SKIP LOCKED``).
+    """
     dialect_insert = staticmethod(pg_insert)
     name = "postgresql"
 
     def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
+        """A pool of 5 (+10 overflow), and libpq connect arguments from ``bounds``: ``options`` with JIT
+        off, ``lock_timeout``, ``statement_timeout`` and ``idle_in_transaction_session_timeout``
+        (the URL's own ``options`` appended, so they win), the connect timeout and TCP keepalives
+        (the URL's keywords, where given, kept).
+        """
         # libpq's own parameters (its docs, "Parameter Key Words"); whatever the URL sets wins:
         # its options are appended to ours (a later -c overrides an earlier one), its keywords
         # are left alone.
@@ -82,6 +91,7 @@ class PostgresProfile(OnConflictProfile):
     autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
 
     def unit_options(self, unit: Unit) -> dict[str, Any]:
+        """AUTOCOMMIT for units of one statement, REPEATABLE READ for snapshots, a transaction for writes."""
         return _UNIT_OPTIONS[unit]
 
     #: Each step of a recursive CTE otherwise hash-joins with every edge of the workflow.
@@ -90,23 +100,28 @@ class PostgresProfile(OnConflictProfile):
     step_insert = staticmethod(pg_insert)
 
     def supports_skip_locked(self, dialect: Dialect) -> bool:
+        """Always: ``SKIP LOCKED`` exists since PostgreSQL 9.5."""
         return True
 
     def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        """``CAST(document AS JSONB) ? key``: the stored ``json`` text is only read, never rewritten."""
         # The documents are ``json`` (migration 0003), which has no key test; the cast is read
         # only for the test (``?``), the stored text is never rewritten as jsonb.
         has_key: ColumnElement[bool] = cast(document, JSONB).has_key(key)
         return has_key
 
     def supports_claim_returning(self, dialect: Dialect) -> bool:
+        """Always: ``UPDATE ... RETURNING`` with a subquery of the same table works on PostgreSQL."""
         return True
 
     def lift_bounds(self, connection: Connection) -> None:
+        """``statement_timeout`` and ``lock_timeout`` set to 0 (no limit) for the session; commits."""
         connection.execute(text("SET statement_timeout = 0"))
         connection.execute(text("SET lock_timeout = 0"))
         connection.commit()
 
     def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
+        """``RESET`` both timeouts to the connect-time options (which come from ``bounds``); commits."""
         # RESET returns to the session's start value: the connect-time options (engine_options).
         connection.execute(text("RESET statement_timeout"))
         connection.execute(text("RESET lock_timeout"))
@@ -137,18 +152,25 @@ class PostgresProfile(OnConflictProfile):
         connection.commit()
 
     def is_transient(self, error: BaseException) -> bool:
+        """Whether ``error``'s SQLSTATE is a serialization failure (40001) or a deadlock (40P01)."""
         return getattr(error, "sqlstate", None) in TRANSIENT_SQLSTATES
 
     def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether ``error``'s SQLSTATE is lock_not_available (55P03): ``lock_timeout`` ran out."""
         return getattr(error, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
     def is_statement_timeout(self, error: BaseException) -> bool:
+        """Whether ``error``'s SQLSTATE is query_canceled (57014): ``statement_timeout`` ran out."""
         return getattr(error, "sqlstate", None) == QUERY_CANCELED
 
     def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        """1 GB, PostgreSQL's largest field."""
         return RowLimit(1_073_741_823, "PostgreSQL's largest field, 1 GB (its docs: Appendix K, Limits)")
 
     def is_unreachable(self, error: BaseException) -> bool:
+        """Whether ``error`` is a psycopg ``OperationalError`` of a failed connect (no SQLSTATE), a
+        connection exception (class 08) or a server shutting down or starting (57P01-57P03).
+        """
         # A failed connect has no SQLSTATE; class 08 is "connection exception"; 57P0x is a
         # server shutting down or starting up.
         import psycopg  # the postgres extra; only PostgreSQL errors reach this method

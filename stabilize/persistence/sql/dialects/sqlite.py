@@ -57,15 +57,23 @@ def _switch_to_wal(cursor: Any) -> None:
 
 
 def is_memory(url: URL) -> bool:
+    """Whether ``url`` names an in-memory database (no file, ``:memory:`` or ``mode=memory``)."""
     return url.database in (None, "", ":memory:") or bool(url.query.get("mode") == "memory")
 
 
 class SqliteProfile(OnConflictProfile):
+    """SQLite: ``ON CONFLICT`` upserts, WAL, foreign keys on, the busy timeout as the lock bound,
+    ``BEGIN IMMEDIATE`` for writes (and as the migration lock), one shared connection for an
+    in-memory database and one kept connection per thread for a file.
+    """
     dialect_insert = staticmethod(sqlite_insert)
     name = "sqlite"
     ping_after_idle = None
 
     def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
+        """``check_same_thread`` off and the busy timeout from ``bounds`` (a URL's ``?timeout=`` wins);
+        a ``StaticPool`` for an in-memory database, an unbounded pool overflow for a file.
+        """
         connect_args: dict[str, Any] = {"check_same_thread": False}
         if "timeout" not in url.query:
             # The sqlite3 module's busy timeout: how long a statement waits for another
@@ -82,14 +90,22 @@ class SqliteProfile(OnConflictProfile):
         return options
 
     def shares_one_connection(self, url: URL) -> bool:
+        """True for an in-memory database, which is one connection (``StaticPool``)."""
         return is_memory(url)
 
     def keeps_thread_connections(self, url: URL) -> bool:
+        """True for a file database; an in-memory one shares its single connection anyway."""
         # A file: a checkout and check-in cost as much as a small transaction. In memory, all
         # threads share the one connection already.
         return not is_memory(url)
 
     def on_connect(self, dbapi_connection: Any, bounds: Bounds) -> dict[str, Any]:
+        """Take transaction control from the sqlite3 module and set WAL, ``synchronous=NORMAL``,
+        foreign keys, a memory map, a 32 MB page cache and in-memory temporary storage.
+
+        Returns:
+            No facts: SQLite has no server to learn about.
+        """
         # Take transaction control from the sqlite3 module, which would otherwise BEGIN lazily
         # before the first write and so make a read-then-write transaction unable to upgrade its
         # lock (SQLAlchemy docs: "Serializable isolation / Savepoints / Transactional DDL").
@@ -115,26 +131,32 @@ class SqliteProfile(OnConflictProfile):
         return {}
 
     def is_transient(self, error: BaseException) -> bool:
+        """Whether ``error`` is SQLITE_LOCKED (a shared-cache table lock), which clears on a rerun."""
         # SQLITE_LOCKED: a table lock of the shared cache (in-memory databases).
         return getattr(error, "sqlite_errorcode", None) == SQLITE_LOCKED
 
     def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether ``error`` is SQLITE_BUSY: the busy timeout ran out waiting for the write lock."""
         # SQLITE_BUSY after the busy timeout has waited: another connection held the write lock.
         # (Writers take it at BEGIN IMMEDIATE and readers never upgrade, so BUSY is no deadlock.)
         return getattr(error, "sqlite_errorcode", None) == SQLITE_BUSY
 
     def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
+        """1,000,000,000 bytes, SQLite's default ``SQLITE_MAX_LENGTH``."""
         return RowLimit(1_000_000_000, "SQLite's SQLITE_MAX_LENGTH, the bytes of one row (its default)")
 
     def is_unreachable(self, error: BaseException) -> bool:
+        """Whether ``error`` is SQLITE_CANTOPEN (14): the file or its directory cannot be opened."""
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.
         return getattr(error, "sqlite_errorcode", None) == 14
 
     def supports_claim_returning(self, dialect: Dialect) -> bool:
+        """Whether the linked SQLite has ``RETURNING`` (3.35 on)."""
         # RETURNING arrived in SQLite 3.35; one UPDATE statement holds the write lock throughout.
         return sqlite3.sqlite_version_info >= (3, 35)
 
     def json_has_key(self, document: ColumnElement[Any], key: str) -> ColumnElement[bool] | None:
+        """``json_type(document, '$."key"') IS NOT NULL``: true for a member holding JSON null too."""
         # json_type is SQL NULL only for a missing member ('null' for a JSON null), unlike
         # json_extract, which is NULL for both (SQLite docs: "The json_type() function").
         return func.json_type(document, json_member_path(key)).is_not(None)
@@ -142,6 +164,9 @@ class SqliteProfile(OnConflictProfile):
     autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
 
     def unit_options(self, unit: Unit) -> dict[str, Any]:
+        """The ``BEGIN`` statement for the unit's kind: none (the statement commits by itself) for one
+        statement, ``BEGIN`` for a snapshot, ``BEGIN IMMEDIATE`` for a write.
+        """
         return _BEGIN_OF[unit]
 
     #: The sqlite3 module's own transaction control is off (``on_connect``): SQLAlchemy's
@@ -149,6 +174,9 @@ class SqliteProfile(OnConflictProfile):
     begins_itself = True
 
     def on_begin(self, connection: Connection) -> None:
+        """Send the ``BEGIN`` the connection's options name (``BEGIN`` when they name none), or nothing
+        for a unit of one statement.
+        """
         # Connections without the option (Alembic's, a caller's own) begin as a reader would.
         begin = connection.get_execution_options().get(BEGIN, "BEGIN")
         if begin is not None:

@@ -20,7 +20,7 @@ from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.ids import new_id
 from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow, table_of
 from stabilize.persistence.sql.types import checker
-from stabilize.persistence.sql.values import CheckedDocument, load_document
+from stabilize.persistence.sql.values import CheckedDocument, encode_document, load_document
 from stabilize.queue.interface import Delay
 from stabilize.queue.messages import Message, MessageDecodeError, deserialize_message, serialize_message
 
@@ -166,11 +166,15 @@ def clip_error(text: str | None) -> str | None:
 ROW_COLUMNS = [cast(c, Text).label("payload") if c.key == "payload" else c for c in QUEUE.columns]
 
 
-def payload_of(row: Row) -> dict[str, Any]:
-    """The row's payload as a mapping.
+def payload_of(row: Row) -> CheckedDocument:
+    """The row's payload as a mapping, checked as a push checks it (``types.Document``).
+
+    A payload the column could hold but no push would write (NaN on SQLite, a lone surrogate
+    or NUL escaped in the text, nesting too deep) is refused here like text that is not JSON: a
+    message holding it could never be rescheduled, nor its dead letter written as a document.
 
     Raises:
-        MessageDecodeError: the payload is not a JSON object this process can read.
+        MessageDecodeError: the payload is not a JSON object this process can read and store.
     """
     text = row["payload"]
     if not isinstance(text, str):  # a caller's own read of the column, decoded already
@@ -182,7 +186,10 @@ def payload_of(row: Row) -> dict[str, Any]:
             raise MessageDecodeError(f"payload is not JSON this process can read: {_first(exc)}") from None
     if not isinstance(document, dict):
         raise MessageDecodeError(f"payload is a JSON {type(document).__name__}, not an object")
-    return document
+    try:
+        return encode_document(document, "payload")
+    except ValidationError as exc:
+        raise MessageDecodeError(f"payload holds a value no message may: {exc}") from None
 
 
 def _first(error: BaseException) -> str:
@@ -219,7 +226,7 @@ def dead_letter_values(row: Row, error: str | None, failed_at: int) -> RowValues
     error unless told another. A payload that is no JSON object is kept as its text, in
     ``raw_payload``; ``payload`` is then NULL."""
     try:
-        payload: dict[str, Any] | None = payload_of(row)
+        payload: CheckedDocument | None = payload_of(row)
         raw = None
     except MessageDecodeError:
         payload, raw = None, row["payload"] if isinstance(row["payload"], str) else repr(row["payload"])

@@ -227,6 +227,13 @@ class MysqlProfile(GenericProfile):
     def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
         """The statement time and lock wait of ``bounds`` again, as ``on_connect`` sets them; commits."""
         self._set_bounds(connection, _statement_time(bounds), bounds.lock_wait_seconds)
+        # As at connect (``on_connect``), the user's own init_command on the URL runs after the
+        # bounds, so a session variable it sets (innodb_lock_wait_timeout, ...) wins again.
+        given = connection.engine.url.query.get("init_command")
+        if isinstance(given, str) and given:
+            # As given, never %-formatted: the text may hold a % of its own.
+            connection.exec_driver_sql(given, execution_options={"no_parameters": True})
+            connection.commit()
 
     def _set_bounds(self, connection: Connection, statement: float, lock_wait: int) -> None:
         if getattr(connection.dialect, "is_mariadb", False):

@@ -121,10 +121,23 @@ class Bounds:
 
 @dataclass(frozen=True)
 class RowLimit:
-    """The most bytes of text and JSON one row may hold on a database, and where that comes from."""
+    """The most bytes of text and JSON one row may hold on a database, and where that comes from.
+
+    ``escaped``: the characters the driver sends as two bytes, where the limit counts what goes
+    over the wire (PyMySQL writes values into the statement's text, a quote or backslash escaped
+    by a backslash: a JSON string of quotes takes four bytes a character there, not two).
+    """
 
     bytes: int
     why: str
+    escaped: str = ""
+
+    def size(self, text: str) -> int:
+        """The bytes ``text`` takes against this limit."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        for char in self.escaped:
+            size += text.count(char)
+        return size
 
 
 class GenericProfile:

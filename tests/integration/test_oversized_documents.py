@@ -156,8 +156,11 @@ def test_a_row_whose_documents_together_are_too_big_names_the_biggest(store: Sql
 
 @pytest.mark.parametrize("dialect", ["sqlite_file", "sqlite_memory", "postgresql"])
 def test_sqlite_and_postgres_store_a_value_of_several_megabytes(store: SqlWorkflowStore) -> None:
-    """20 MB, beyond MariaDB's packet: stored, read back and merged as it was. (Their own limits,
-    1 GB on PostgreSQL and 1e9 bytes on SQLite, are stated the same way when reached.)"""
+    """20 MB, beyond MariaDB's packet, is stored, read back and merged as it was.
+
+    Their own limits, 1 GB on PostgreSQL and 1e9 bytes on SQLite, are stated the same way when
+    reached.
+    """
     blob = '\U0001f680 quoted "text" \\ and more ' * (20 * MB // 32)
     producer = stage("producer", outputs={"blob": blob, "n": 1})
     wf = workflow(producer, stage("consumer", {"producer"}))

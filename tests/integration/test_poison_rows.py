@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, Text, bindparam, cast, insert, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    LargeBinary,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
@@ -62,7 +73,7 @@ def _stage_message() -> StartStage:
 
 
 #: Kind -> (message type on the row, payload text, what the dead letter's reason says).
-POISON: dict[str, tuple[str, Callable[[], str], str]] = {
+POISON: dict[str, tuple[str, Callable[[], str | bytes], str]] = {
     "json_null": ("StartStage", lambda: "null", "payload is a JSON NoneType, not an object"),
     "not_json": ("StartStage", lambda: "this is {not JSON", "payload is not JSON"),
     "json_string": ("StartStage", lambda: '"StartStage"', "payload is a JSON str"),
@@ -120,6 +131,12 @@ POISON: dict[str, tuple[str, Callable[[], str], str]] = {
         lambda: _payload_text(_stage_message(), retry_count=float("nan")),
         "payload['retry_count']: nan is not a finite number",
     ),
+    # Bytes that are not UTF-8 in a text column (SQLite checks no encoding; a foreign writer).
+    "invalid_utf8": (
+        "StartStage",
+        lambda: _payload_text(_stage_message(), stage_id="#").encode().replace(b'"#"', b'"ST\xff1"'),
+        "payload is not UTF-8 text",
+    ),
     "unknown_type": (
         "NoSuchMessage",
         lambda: _payload_text(_stage_message()),
@@ -133,22 +150,29 @@ POISON: dict[str, tuple[str, Callable[[], str], str]] = {
 REFUSED_BY_COLUMN: dict[str, set[str]] = {
     "sqlite_file": set(),
     "sqlite_memory": set(),
-    "postgresql": {"not_json", "nan"},
-    "mariadb": {"not_json", "nan", "lone_surrogate", "deep_nesting", "very_deep_nesting"},
+    "postgresql": {"not_json", "nan", "invalid_utf8"},
+    "mariadb": {"not_json", "nan", "lone_surrogate", "deep_nesting", "very_deep_nesting", "invalid_utf8"},
 }
 
 
-def _raw_payload(engine: Engine) -> Any:
-    """The payload bound as plain text; PostgreSQL's psycopg dialect casts a text parameter to
-    TEXT, which a ``json`` column takes only through an explicit cast."""
-    raw = bindparam("raw", type_=Text)
-    return cast(raw, postgresql.JSON) if engine.dialect.name == "postgresql" else raw
+def _raw_payload(engine: Engine, binary: bool) -> Any:
+    """The payload bound as plain text (or bytes, given as text), so no check of ours runs on
+    it; PostgreSQL's psycopg dialect casts a text parameter to TEXT, which a ``json`` column
+    takes only through an explicit cast."""
+    if engine.dialect.name == "postgresql":
+        text = func.convert_from(bindparam("raw", type_=LargeBinary), "UTF8") if binary else bindparam("raw")
+        return cast(type_coerce(text, Text), postgresql.JSON)
+    if binary:
+        raw = bindparam("raw", type_=LargeBinary)
+        return cast(raw, Text) if engine.dialect.name == "sqlite" else raw
+    return bindparam("raw", type_=Text)
 
 
-def insert_raw(connection: Connection, message_type: str, payload_text: str) -> str:
+def insert_raw(connection: Connection, message_type: str, payload_text: str | bytes) -> str:
     """Write one due queue row holding ``payload_text`` as it is; return its message id."""
     message_id = new_id()
-    statement = insert(QUEUE).values(payload=_raw_payload(connection.engine))
+    binary = isinstance(payload_text, bytes)
+    statement = insert(QUEUE).values(payload=_raw_payload(connection.engine, binary))
     connection.execute(
         statement,
         {
@@ -165,10 +189,10 @@ def insert_raw(connection: Connection, message_type: str, payload_text: str) -> 
     return message_id
 
 
-def insert_poison(engine: Engine, dialect: str, kinds: list[str]) -> dict[str, tuple[str, str]]:
+def insert_poison(engine: Engine, dialect: str, kinds: list[str]) -> dict[str, tuple[str, str | bytes]]:
     """Insert each kind the column holds (asserting the database refuses exactly the others);
     return kind -> (message id, payload text) of the rows written."""
-    written: dict[str, tuple[str, str]] = {}
+    written: dict[str, tuple[str, str | bytes]] = {}
     for kind in kinds:
         message_type, payload, _ = POISON[kind]
         text = payload()
@@ -191,14 +215,17 @@ def _dead_letter(engine: Engine, message_id: str) -> Any:
         ).one_or_none()
 
 
-def assert_dead_lettered(engine: Engine, kind: str, message_id: str, text: str) -> None:
+def assert_dead_lettered(engine: Engine, kind: str, message_id: str, text: str | bytes) -> None:
     """The row is a dead letter with the kind's reason, and what it held is kept: as the raw
-    text, or (a JSON object every document check passes) as the payload document."""
+    text (bytes that are not UTF-8 as ``\\xNN`` escapes), or (a JSON object every document
+    check passes) as the payload document."""
     letter = _dead_letter(engine, message_id)
     assert letter is not None, f"{kind}: no dead letter"
     message_type, reason = POISON[kind][0], POISON[kind][2]
     assert letter.message_type == message_type
     assert letter.last_error.startswith("undecodable: ") and reason in letter.last_error, letter.last_error
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
     if letter.raw_payload is not None:
         assert letter.raw_payload == text
         assert json.loads(letter.payload_text) is None

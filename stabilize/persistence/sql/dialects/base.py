@@ -282,6 +282,11 @@ class GenericProfile:
     #: one statement (``step``); None where it does not.
     step_insert: Any = None
 
+    #: Whether a text column may hold bytes that are not valid UTF-8 (SQLite checks no encoding;
+    #: the servers refuse such text): a read of any row must then take the column as bytes,
+    #: since the driver fails the whole statement on text it cannot decode (``StoredText``).
+    text_holds_any_bytes: bool = False
+
     #: Whether recursive queries (the ancestors of a stage) should take each step through a
     #: LATERAL subquery, forcing one index probe per row found; for planners that would rather
     #: rescan a whole range at every step (PostgreSQL). Needs LATERAL support.

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Text, cast
+from sqlalchemy import Connection, RowMapping, cast
 from sqlalchemy.orm import Session
 
 from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.ids import new_id
 from stabilize.persistence.sql.rows import DeadLetterRow, ProcessedMessageRow, QueueMessageRow, table_of
-from stabilize.persistence.sql.types import checker
-from stabilize.persistence.sql.values import CheckedDocument, load_document
+from stabilize.persistence.sql.types import StoredText, checker
+from stabilize.persistence.sql.values import CheckedDocument, encode_document, load_document
 from stabilize.queue.interface import Delay
 from stabilize.queue.messages import Message, MessageDecodeError, deserialize_message, serialize_message
 
@@ -160,19 +160,26 @@ def clip_error(text: str | None) -> str | None:
 # -- delivery -------------------------------------------------------------------------------------
 
 
-#: A queue row's columns as the queue reads them: the payload as its text (``payload_of``), so a
-#: row that holds something no decoder takes (not JSON, JSON ``null``, a number of 5,000 digits)
-#: is read like any other and dead-lettered, instead of failing the statement that read it.
-ROW_COLUMNS = [cast(c, Text).label("payload") if c.key == "payload" else c for c in QUEUE.columns]
+#: A queue row's columns as the queue reads them: the payload as it is stored (``payload_of``),
+#: so a row that holds something no decoder takes (not JSON, JSON ``null``, a number of 5,000
+#: digits, bytes that are not UTF-8) is read like any other and dead-lettered, instead of failing
+#: the statement that read it.
+ROW_COLUMNS = [cast(c, StoredText()).label("payload") if c.key == "payload" else c for c in QUEUE.columns]
 
 
-def payload_of(row: Row) -> dict[str, Any]:
-    """The row's payload as a mapping.
+def payload_of(row: Row) -> CheckedDocument:
+    """The row's payload as a mapping, checked as a push checks it (``types.Document``).
+
+    A payload the column could hold but no push would write (NaN on SQLite, a lone surrogate
+    or NUL escaped in the text, nesting too deep) is refused here like text that is not JSON: a
+    message holding it could never be rescheduled, nor its dead letter written as a document.
 
     Raises:
-        MessageDecodeError: the payload is not a JSON object this process can read.
+        MessageDecodeError: the payload is not a JSON object this process can read and store.
     """
     text = row["payload"]
+    if isinstance(text, bytes):  # ``StoredText``: what the column held is not UTF-8
+        raise MessageDecodeError(f"payload is not UTF-8 text: {_first(_utf8_error(text))}")
     if not isinstance(text, str):  # a caller's own read of the column, decoded already
         document = text
     else:
@@ -182,7 +189,18 @@ def payload_of(row: Row) -> dict[str, Any]:
             raise MessageDecodeError(f"payload is not JSON this process can read: {_first(exc)}") from None
     if not isinstance(document, dict):
         raise MessageDecodeError(f"payload is a JSON {type(document).__name__}, not an object")
-    return document
+    try:
+        return encode_document(document, "payload")
+    except ValidationError as exc:
+        raise MessageDecodeError(f"payload holds a value no message may: {exc}") from None
+
+
+def _utf8_error(data: bytes) -> UnicodeDecodeError:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error
+    raise AssertionError("bytes are read only where they are not UTF-8")  # pragma: no cover
 
 
 def _first(error: BaseException) -> str:
@@ -219,10 +237,10 @@ def dead_letter_values(row: Row, error: str | None, failed_at: int) -> RowValues
     error unless told another. A payload that is no JSON object is kept as its text, in
     ``raw_payload``; ``payload`` is then NULL."""
     try:
-        payload: dict[str, Any] | None = payload_of(row)
+        payload: CheckedDocument | None = payload_of(row)
         raw = None
     except MessageDecodeError:
-        payload, raw = None, row["payload"] if isinstance(row["payload"], str) else repr(row["payload"])
+        payload, raw = None, _as_text(row["payload"])
     return {
         "message_id": row["message_id"],
         "message_type": row["message_type"],
@@ -236,3 +254,13 @@ def dead_letter_values(row: Row, error: str | None, failed_at: int) -> RowValues
         "created_at": row["created_at"],
         "failed_at": failed_at,
     }
+
+
+def _as_text(stored: object) -> str:
+    """What a payload column held, as text for ``raw_payload``: bytes that are not UTF-8 keep
+    their undecodable bytes as ``\\xNN`` escapes."""
+    if isinstance(stored, str):
+        return stored
+    if isinstance(stored, bytes):
+        return stored.decode("utf-8", "backslashreplace")
+    return repr(stored)

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.ids import now_ms
 from stabilize.persistence.sql.dialects import Unit
-from stabilize.persistence.sql.dialects.base import rowcount
+from stabilize.persistence.sql.dialects.base import RowLimit, rowcount
 from stabilize.persistence.sql.engine import get_engine, mask
 from stabilize.persistence.sql.faults import RetryPolicy, translated
 from stabilize.persistence.sql.mapping import check_size
@@ -87,7 +87,12 @@ _CLEAR = delete(QUEUE)
 
 
 def push_in_session(
-    executor: Executor, message: Message, delay: Delay | None = 0, *, now: int | None = None
+    executor: Executor,
+    message: Message,
+    delay: Delay | None = 0,
+    *,
+    now: int | None = None,
+    limit: RowLimit | None = None,
 ) -> None:
     """Queue ``message`` through the caller's transaction; it commits or rolls back with it.
 
@@ -96,8 +101,10 @@ def push_in_session(
         message: what to queue.
         delay: seconds (or a timedelta) before it is due.
         now: the epoch-ms clock reading to count ``delay`` from (a queue passes its own clock).
+        limit: the bytes a row may hold on the database (a queue passes its own), checked
+            before any SQL.
     """
-    pending = pending_push(message, delay, now=now)
+    pending = pending_push(message, delay, now=now, limit=limit)
     pending.write(executor.connection() if isinstance(executor, Session) else executor)
     pending.committed()
 
@@ -224,8 +231,9 @@ class SqlQueue(Queue):
             if not isinstance(connection, (Session, Connection)):
                 kind = type(connection).__name__
                 raise TypeError(f"connection: expected a SQLAlchemy Session or Connection, got {kind}")
+            limit = self._db.row_limit
             with translated(self.engine):
-                push_in_session(connection, message, delay, now=self.clock())
+                push_in_session(connection, message, delay, now=self.clock(), limit=limit)
             return
         pending = self.pending_push(message, delay)
         self._db.run(pending.write, Unit.WRITE_ONE)

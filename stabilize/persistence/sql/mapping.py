@@ -35,7 +35,7 @@ from stabilize.persistence.sql.rows import (
     table_of,
 )
 from stabilize.persistence.sql.types import checker
-from stabilize.persistence.sql.values import CheckedDocument
+from stabilize.persistence.sql.values import CheckedDocument, compact_json
 
 D = TypeVar("D")
 RowValues = dict[str, Any]
@@ -292,24 +292,43 @@ def stages_from_rows(
 def check_size(values: RowValues, limit: RowLimit | None, path: str) -> RowValues:
     """Refuse a row whose text and JSON values would not fit the database's row limit, naming the
     biggest value's place and the limit, before any SQL runs (MySQL/MariaDB would otherwise drop
-    the connection: a packet bigger than max_allowed_packet)."""
+    the connection: a packet bigger than max_allowed_packet). The place goes down into a document
+    to the member that alone is over the limit, if one is (``stages[0].outputs['blob']``)."""
     if limit is None:
         return values
     sizes = {
         key: len(_text_of(value)) for key, value in values.items() if isinstance(value, str | CheckedDocument)
     }
-    if sum(sizes.values()) * 4 <= limit.bytes:  # at most 4 UTF-8 bytes a character: no need to count
+    # At most 4 bytes a character (UTF-8), escapes included (two bytes, ASCII only): no need to count.
+    if sum(sizes.values()) * 4 <= limit.bytes:
         return values
-    exact = {key: len(_text_of(values[key]).encode("utf-8", "surrogatepass")) for key in sizes}
+    exact = {key: limit.size(_text_of(values[key])) for key in sizes}
     total = sum(exact.values())
     if total <= limit.bytes:
         return values
     biggest = max(exact, key=lambda key: exact[key])
+    place, size = f"{path}.{biggest}", exact[biggest]
+    value = values[biggest]
+    if isinstance(value, CheckedDocument):
+        place, size = _oversized_member(value, place, size, limit)
     raise ValidationError(
-        f"{path}.{biggest}",
-        f"is {exact[biggest]} bytes ({total} with the rest of its row), over the {limit.bytes} bytes "
+        place,
+        f"is {size} bytes ({total} with the rest of its row), over the {limit.bytes} bytes "
         f"one row may hold here: {limit.why}",
     )
+
+
+def _oversized_member(document: Any, place: str, size: int, limit: RowLimit) -> tuple[str, int]:
+    """The deepest member of ``document`` (at ``place``, ``size`` bytes) that alone is over the
+    limit, and its size; the document itself when no member is. Runs only to word a refusal."""
+    while isinstance(document, dict | list) and document:
+        members = document.items() if isinstance(document, dict) else enumerate(document)
+        sized = [(limit.size(compact_json(member)), key, member) for key, member in members]
+        member_size, key, member = max(sized, key=lambda item: item[0])
+        if member_size <= limit.bytes:
+            break
+        place, size, document = f"{place}[{key!r}]", member_size, member
+    return place, size
 
 
 def _text_of(value: str | CheckedDocument) -> str:

@@ -182,7 +182,9 @@ class StageEdgeRow(Base):
             ["stages.workflow_id", "stages.ref_id"],
             ondelete="CASCADE",
         ),
-        Index("ix_stage_edges_workflow_id_requisite_ref_id", "workflow_id", "requisite_ref_id"),
+        # The stages waiting for a ref id (``queries.DOWNSTREAM``). Led by the requisite, so it
+        # never competes with the primary key for the per-stage lookups of a cascade (0005).
+        Index("ix_stage_edges_requisite_ref_id_workflow_id", "requisite_ref_id", "workflow_id"),
         MYSQL_TABLE_OPTIONS,
     )
 

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, Dialect, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Dialect, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from stabilize.persistence.errors import ValidationError
+from stabilize.persistence.sql.dialects import profile_for
 from stabilize.persistence.sql.values import CheckedDocument, check_text, encode_document
 
 E = TypeVar("E", bound=Enum)
@@ -358,6 +359,36 @@ class Document(Checked):
         return dict
 
 
+class StoredText(TypeDecorator[str | bytes]):
+    """A column read as the database holds it, whatever that is, for ``cast(column, StoredText())``:
+    a row a foreign writer filled (the queue's poison rows) is read like any other instead of
+    failing the statement. Text, or ``bytes`` where the column held bytes that are not valid
+    UTF-8: on a dialect whose text columns may hold any (``text_holds_any_bytes``, SQLite) the
+    column is read as a BLOB, and valid UTF-8 is given back as text."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """A BLOB where text columns may hold any bytes, else text."""
+        return LargeBinary() if profile_for(dialect).text_holds_any_bytes else Text()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | bytes | None:
+        """Bytes that are valid UTF-8 as text; others as they are."""
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return value
+        text: str | None = value
+        return text
+
+    @property
+    def python_type(self) -> type[str]:
+        """Text, mostly (bytes only where they are not UTF-8)."""
+        return str
+
+
 _MYSQL = frozenset({"mysql", "mariadb"})
 
 
@@ -377,5 +408,6 @@ __all__ = [
     "EnumName",
     "Flag",
     "Millis",
+    "StoredText",
     "checker",
 ]

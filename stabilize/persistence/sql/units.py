@@ -137,7 +137,14 @@ class Database:
 
     @property
     def row_limit(self) -> RowLimit | None:
-        """Bytes of text and JSON one row may hold on this database (None: no known limit)."""
+        """Bytes of text and JSON one row may hold on this database (None: no known limit).
+
+        The limit may be the server's (MariaDB's max_allowed_packet), learned when the engine
+        first connects: an engine that has not, as a new queue's, connects first, so a first
+        write that is too big is refused before any SQL like every later one.
+        """
+        if not self._state.connected:
+            self.run(lambda connection: None, Unit.READ)
         return self.profile.document_limit(self._state.facts)
 
     def _attempt(self, work: Work[T], unit: Unit) -> T:

@@ -121,10 +121,23 @@ class Bounds:
 
 @dataclass(frozen=True)
 class RowLimit:
-    """The most bytes of text and JSON one row may hold on a database, and where that comes from."""
+    """The most bytes of text and JSON one row may hold on a database, and where that comes from.
+
+    ``escaped``: the characters the driver sends as two bytes, where the limit counts what goes
+    over the wire (PyMySQL writes values into the statement's text, a quote or backslash escaped
+    by a backslash: a JSON string of quotes takes four bytes a character there, not two).
+    """
 
     bytes: int
     why: str
+    escaped: str = ""
+
+    def size(self, text: str) -> int:
+        """The bytes ``text`` takes against this limit."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        for char in self.escaped:
+            size += text.count(char)
+        return size
 
 
 class GenericProfile:
@@ -268,6 +281,11 @@ class GenericProfile:
     #: CTEs (``INSERT``/``UPDATE ... RETURNING`` inside ``WITH``), so a step of several writes is
     #: one statement (``step``); None where it does not.
     step_insert: Any = None
+
+    #: Whether a text column may hold bytes that are not valid UTF-8 (SQLite checks no encoding;
+    #: the servers refuse such text): a read of any row must then take the column as bytes,
+    #: since the driver fails the whole statement on text it cannot decode (``StoredText``).
+    text_holds_any_bytes: bool = False
 
     #: Whether recursive queries (the ancestors of a stage) should take each step through a
     #: LATERAL subquery, forcing one index probe per row found; for planners that would rather

@@ -22,10 +22,12 @@ from stabilize.persistence.sql.dialects.base import Bounds, GenericProfile
 
 @dataclass
 class EngineState:
-    """An engine's bounds, and the facts its connections learned of the server (its packet size)."""
+    """An engine's bounds, and the facts its connections learned of the server (its packet size);
+    ``connected`` once the first connection has learned them."""
 
     bounds: Bounds
     facts: dict[str, Any] = field(default_factory=dict)
+    connected: bool = False
 
 
 def install(engine: Engine, profile: GenericProfile, bounds: Bounds) -> EngineState:
@@ -35,6 +37,7 @@ def install(engine: Engine, profile: GenericProfile, bounds: Bounds) -> EngineSt
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         state.facts.update(profile.on_connect(dbapi_connection, bounds))
+        state.connected = True
 
     if profile.ping_after_idle is not None:
         _ping_idle_connections(engine, profile.ping_after_idle)

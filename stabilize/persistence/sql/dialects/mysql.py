@@ -65,6 +65,8 @@ DUPLICATE_KEY = 1062
 #: Bytes a row's documents may take below max_allowed_packet: the statement's own text and its
 #: other values travel in the same packet.
 PACKET_MARGIN = 64 * 1024
+#: What PyMySQL's string escaping (``converters.escape_string``) writes as two bytes.
+PYMYSQL_ESCAPED = "\\'\"\x00\n\r\x1a"
 
 #: Connection execution option of a unit that reads several statements (``on_begin``).
 SNAPSHOT = "stabilize_snapshot"
@@ -200,7 +202,7 @@ class MysqlProfile(GenericProfile):
         if packet is None:
             return None
         why = f"the server's max_allowed_packet ({packet} bytes) less {PACKET_MARGIN} for the statement"
-        return RowLimit(max(0, int(packet) - PACKET_MARGIN), why)
+        return RowLimit(max(0, int(packet) - PACKET_MARGIN), why, escaped=PYMYSQL_ESCAPED)
 
     def is_lock_timeout(self, error: BaseException) -> bool:
         """Whether ``error`` is ER_LOCK_WAIT_TIMEOUT (1205)."""
@@ -227,6 +229,13 @@ class MysqlProfile(GenericProfile):
     def restore_bounds(self, connection: Connection, bounds: Bounds) -> None:
         """The statement time and lock wait of ``bounds`` again, as ``on_connect`` sets them; commits."""
         self._set_bounds(connection, _statement_time(bounds), bounds.lock_wait_seconds)
+        # As at connect (``on_connect``), the user's own init_command on the URL runs after the
+        # bounds, so a session variable it sets (innodb_lock_wait_timeout, ...) wins again.
+        given = connection.engine.url.query.get("init_command")
+        if isinstance(given, str) and given:
+            # As given, never %-formatted: the text may hold a % of its own.
+            connection.exec_driver_sql(given, execution_options={"no_parameters": True})
+            connection.commit()
 
     def _set_bounds(self, connection: Connection, statement: float, lock_wait: int) -> None:
         if getattr(connection.dialect, "is_mariadb", False):

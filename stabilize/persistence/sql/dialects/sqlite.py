@@ -69,6 +69,8 @@ class SqliteProfile(OnConflictProfile):
     dialect_insert = staticmethod(sqlite_insert)
     name = "sqlite"
     ping_after_idle = None
+    #: Any writer of the file can put any bytes in a TEXT column.
+    text_holds_any_bytes = True
 
     def engine_options(self, url: URL, bounds: Bounds) -> dict[str, Any]:
         """``check_same_thread`` off and the busy timeout from ``bounds`` (a URL's ``?timeout=`` wins);

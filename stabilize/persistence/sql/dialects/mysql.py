@@ -180,6 +180,16 @@ class MysqlProfile(GenericProfile):
             cursor.close()
         return facts
 
+    watches_sockets = True
+
+    def socket_of(self, dbapi_connection: Any) -> int | None:
+        # PyMySQL's read timeout bounds each read, not a call of several (nor a ping and a
+        # reconnect): the watchdog ends whatever is left at the call's deadline. PyMySQL keeps
+        # its socket in ``_sock`` and has no public accessor; without one, the read timeout
+        # alone bounds the call.
+        sock = getattr(dbapi_connection, "_sock", None)
+        return None if sock is None else int(sock.fileno())
+
     def database_identity(self, facts: dict[str, Any]) -> object | None:
         """``("galera", cluster UUID, database)`` on a Galera node, else None."""
         # Galera: every node of a cluster holds the same databases, so a store on one node and a

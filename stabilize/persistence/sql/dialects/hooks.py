@@ -67,6 +67,10 @@ def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
     def _checked_in(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
             record.info["idle_since"] = time.monotonic()
+            watch = watchdog.current()
+            handle = record.info.get(watchdog.SOCKET)
+            if watch is not None and handle is not None:
+                watch.release(handle)
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:

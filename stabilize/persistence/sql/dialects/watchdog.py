@@ -79,25 +79,34 @@ class Watch:
         self._lock = threading.Lock()
 
     def enlist(self, handle: SocketHandle) -> None:
-        """Watch ``handle`` too; shut it down at once if the deadline has already passed."""
+        """Watch ``handle`` too (a connection checked out); shut it down at once if the deadline
+        has already passed."""
         with self._lock:
             if self.done:
                 return
-            if not self.fired:
-                self._sockets.append(handle)
+            if self.fired:
+                handle.shut_down()
                 return
-        handle.shut_down()
+            self._sockets.append(handle)
+
+    def release(self, handle: SocketHandle) -> None:
+        """Stop watching ``handle`` (its connection went back to the pool): from now on it may
+        serve another call, which this deadline must never touch."""
+        with self._lock, suppress(ValueError):
+            self._sockets.remove(handle)
 
     def expire(self) -> None:
-        """The deadline passed: shut down the call's sockets (none once the call has ended)."""
+        """The deadline passed: shut down the sockets of the connections the call still holds.
+        Under the lock: a connection released meanwhile is either shut before its release
+        returns or not touched at all."""
         with self._lock:
             if self.done:
                 return
             self.fired = True
-            sockets, self._sockets = self._sockets, []
-        for handle in sockets:
-            if handle.shut_down():
-                logger.warning("a database call outlived its deadline: its connection was shut down")
+            shut = sum(handle.shut_down() for handle in self._sockets)
+            self._sockets = []
+        if shut:
+            logger.warning("a database call outlived its deadline: %d connection(s) shut down", shut)
 
     def end(self) -> None:
         """The call is over: never touch its sockets again."""
@@ -125,8 +134,13 @@ class _Watchdog:
                 self._pid = os.getpid()
                 self._heap = []
                 threading.Thread(target=self._run, name="stabilize-watchdog", daemon=True).start()
-            earliest = not self._heap or watch.when < self._heap[0][0]
-            heapq.heappush(self._heap, (watch.when, next(self._order), watch))
+            # Calls mostly end long before their deadlines: drop the ended ones at the head, so
+            # the heap holds little more than the calls still running.
+            heap = self._heap
+            while heap and heap[0][2].done:
+                heapq.heappop(heap)
+            earliest = not heap or watch.when < heap[0][0]
+            heapq.heappush(heap, (watch.when, next(self._order), watch))
             if earliest:
                 self._wake.notify()
 

@@ -293,3 +293,44 @@ def test_a_server_slower_than_the_deadline_fails_the_call_in_time(through: Throu
     through.proxy.heal()
     assert image(through.direct.retrieve_stage(workflow.stages[0].id)) == before
     assert_works_again(through, workflow)
+
+
+# -- a transaction the caller holds open -----------------------------------------------------------
+
+
+def test_a_partition_under_an_open_transaction_ends_its_statement_in_time(
+    through: Through, dialect: str
+) -> None:
+    workflow = stored_workflow(through)
+    stage = workflow.stages[0]
+    before = image(stage)
+
+    def step() -> None:
+        with through.store.transaction(through.queue) as txn:
+            txn.store_stage(running(stage))
+            assert txn.mark_message_processed("message-1") is True  # answers: the transaction begins
+            through.proxy.partition()
+            txn.workflow_status(workflow.id)  # a statement across the partition
+
+    call = bounded(f"{dialect} partition in an open transaction: workflow_status", step, DEADLINE)
+
+    assert_unavailable_in_time(call)
+    through.proxy.heal()
+    assert image(through.direct.retrieve_stage(stage.id)) == before
+    assert through.direct.is_message_processed("message-1") is False  # rolled back with the rest
+    assert_works_again(through, workflow)
+
+
+def test_the_callers_own_time_in_an_open_transaction_is_not_the_deadlines(through: Through) -> None:
+    """Only the database's waits are bounded: a block that works longer than the deadline
+    between two statements still commits."""
+    workflow = stored_workflow(through)
+    stage = workflow.stages[0]
+
+    with through.store.transaction(through.queue) as txn:
+        assert txn.mark_message_processed("message-2") is True
+        time.sleep(DEADLINE + 0.5)  # the caller's own work, longer than the deadline
+        txn.store_stage(running(stage))
+
+    assert through.direct.is_message_processed("message-2") is True
+    assert through.direct.retrieve_stage(stage.id).status == WorkflowStatus.RUNNING

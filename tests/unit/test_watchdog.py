@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -87,3 +87,31 @@ def test_a_reused_descriptor_number_is_not_shut_down(connected: tuple[socket.soc
         os.dup2(other.fileno(), ours.fileno())
         assert handle.shut_down() is False
         assert not is_shut(other)
+
+
+def until(condition: Callable[[], bool]) -> bool:
+    """Poll ``condition`` until it holds or ``PATIENCE`` runs out; whether it held."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_held_transaction_is_watched_only_while_a_statement_runs(
+    connected: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, _ = connected
+    handle = SocketHandle.of(ours.fileno())
+    assert handle is not None
+    with watching(time.monotonic() + 0.1, per_statement=True) as held:
+        held.enlist(handle)
+        held.disarm()  # between statements: the caller's own time
+        with watching(time.monotonic() + 0.3) as later:  # a deadline after the disarmed one
+            assert until(lambda: later.fired)
+        assert not held.fired and not is_shut(ours)
+
+        held.arm(0.1)  # a statement begins, and hangs
+        assert until(lambda: held.fired)
+        assert is_shut(ours)

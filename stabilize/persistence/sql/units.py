@@ -155,9 +155,11 @@ class Database:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _watching(self, deadline: float) -> AbstractContextManager[watchdog.Watch | None]:
+    def _watching(
+        self, deadline: float, *, per_statement: bool = False
+    ) -> AbstractContextManager[watchdog.Watch | None]:
         """The call watchdog over this call's connections, where the profile has sockets to watch."""
-        return watchdog.watching(deadline) if self._watched else nullcontext()
+        return watchdog.watching(deadline, per_statement=per_statement) if self._watched else nullcontext()
 
     def _timed_out(self, error: BaseException) -> OperationTimeoutError:
         return OperationTimeoutError(
@@ -267,13 +269,29 @@ class Database:
         Raises:
             TransientError, LockTimeoutError, DatabaseUnavailableError: as ``run``.
         """
-        with translated(self.engine), self._session() as session:
+        operation = self.bounds.operation
+        deadline = time.monotonic() + operation
+        # Connecting and beginning get the call's deadline; then each statement gets it (the
+        # block's own code between statements is the caller's), and so do the COMMIT and ROLLBACK.
+        watch: watchdog.Watch | None
+        with (
+            translated(self.engine),
+            self._watching(deadline, per_statement=True) as watch,
+            self._session() as session,
+        ):
             try:
-                yield session.connection(execution_options=self._options[Unit.WRITE])
+                connection = session.connection(execution_options=self._options[Unit.WRITE])
+                if watch is not None:
+                    watch.disarm()
+                yield connection
             except BaseException:
+                if watch is not None:
+                    watch.arm(operation)
                 session.rollback()
                 raise
             try:
+                if watch is not None:
+                    watch.arm(operation)
                 session.commit()
             except DBAPIError as error:
                 session.rollback()

@@ -6,6 +6,8 @@
   connection that sat idle (``ping_after_idle``), so one whose server restarted meanwhile is
   replaced before a caller sees it (SQLAlchemy's "pessimistic disconnect handling", only after
   idling: ``pool_pre_ping`` would cost a round trip per call);
+- ``before_cursor_execute`` / ``after_cursor_execute``: a held transaction's watch armed for
+  each statement (``watchdog``);
 - ``begin``: transactions begun the dialect's own way (``begins_itself``: SQLite's BEGIN IMMEDIATE,
   MySQL's REPEATABLE READ snapshot), through the SQLAlchemy ``Connection``.
 """
@@ -47,6 +49,9 @@ def install(engine: Engine, profile: GenericProfile, bounds: Bounds) -> EngineSt
     if profile.ping_after_idle is not None:
         _ping_idle_connections(engine, profile.ping_after_idle)
 
+    if profile.watches_sockets:
+        _watch_statements(engine, bounds)
+
     if profile.begins_itself:
 
         @event.listens_for(engine, "begin")
@@ -54,6 +59,26 @@ def install(engine: Engine, profile: GenericProfile, bounds: Bounds) -> EngineSt
             profile.on_begin(connection)
 
     return state
+
+
+def _watch_statements(engine: Engine, bounds: Bounds) -> None:
+    """Arm the watch of a transaction its caller holds open (``watchdog.Watch.per_statement``)
+    for each statement, and disarm it when the statement ends: each statement gets the call's
+    deadline, the caller's code between them none."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _statement_begins(*_args: Any) -> None:
+        watch = watchdog.current()
+        if watch is not None and watch.per_statement:
+            watch.arm(bounds.operation)
+
+    def _statement_ended(*_args: Any) -> None:
+        watch = watchdog.current()
+        if watch is not None and watch.per_statement:
+            watch.disarm()
+
+    event.listen(engine, "after_cursor_execute", _statement_ended)
+    event.listen(engine, "handle_error", _statement_ended)
 
 
 def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:

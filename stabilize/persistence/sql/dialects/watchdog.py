@@ -67,16 +67,37 @@ class SocketHandle:
 
 
 class Watch:
-    """One call's deadline and the sockets of the connections it uses."""
+    """One call's deadline and the sockets of the connections it uses.
 
-    __slots__ = ("_lock", "_sockets", "done", "fired", "when")
+    A call's watch is armed once, for the whole call. A transaction the caller holds open
+    (``per_statement``) is armed for each statement and disarmed after it: the caller's own code
+    between statements is not the database's to bound.
+    """
 
-    def __init__(self, when: float) -> None:
-        self.when = when
+    __slots__ = ("_lock", "_sockets", "done", "fired", "generation", "per_statement", "when")
+
+    def __init__(self, when: float, per_statement: bool = False) -> None:
+        self.when: float | None = when
+        self.per_statement = per_statement
+        #: Which arming the watch is on: a heap entry of an earlier one is stale.
+        self.generation = 0
         self.fired = False
         self.done = False
         self._sockets: list[SocketHandle] = []
         self._lock = threading.Lock()
+
+    def arm(self, seconds: float) -> None:
+        """Expire ``seconds`` from now (unless disarmed or armed again before)."""
+        with self._lock:
+            self.generation += 1
+            self.when = time.monotonic() + seconds
+        _watchdog.add(self)
+
+    def disarm(self) -> None:
+        """No deadline until armed again."""
+        with self._lock:
+            self.generation += 1
+            self.when = None
 
     def enlist(self, handle: SocketHandle) -> None:
         """Watch ``handle`` too (a connection checked out); shut it down at once if the deadline
@@ -95,12 +116,12 @@ class Watch:
         with self._lock, suppress(ValueError):
             self._sockets.remove(handle)
 
-    def expire(self) -> None:
+    def expire(self, generation: int | None = None) -> None:
         """The deadline passed: shut down the sockets of the connections the call still holds.
         Under the lock: a connection released meanwhile is either shut before its release
-        returns or not touched at all."""
+        returns or not touched at all. ``generation``: the arming that expired (None: now)."""
         with self._lock:
-            if self.done:
+            if self.done or (generation is not None and generation != self.generation):
                 return
             self.fired = True
             shut = sum(handle.shut_down() for handle in self._sockets)
@@ -124,11 +145,15 @@ class _Watchdog:
 
     def reset(self) -> None:
         """Start afresh (a forked child: its parent's thread and lock state are not its own)."""
-        self._heap: list[tuple[float, int, Watch]] = []
+        self._heap: list[tuple[float, int, int, Watch]] = []
         self._wake = threading.Condition(threading.Lock())
         self._pid = -1
 
     def add(self, watch: Watch) -> None:
+        """Expire ``watch`` at its ``when``, as armed now."""
+        when, generation = watch.when, watch.generation
+        if when is None:
+            return
         with self._wake:
             if self._pid != os.getpid():  # first use, or a forked child: no thread runs here yet
                 self._pid = os.getpid()
@@ -137,28 +162,34 @@ class _Watchdog:
             # Calls mostly end long before their deadlines: drop the ended ones at the head, so
             # the heap holds little more than the calls still running.
             heap = self._heap
-            while heap and heap[0][2].done:
+            while heap and _stale(heap[0]):
                 heapq.heappop(heap)
-            earliest = not heap or watch.when < heap[0][0]
-            heapq.heappush(heap, (watch.when, next(self._order), watch))
+            earliest = not heap or when < heap[0][0]
+            heapq.heappush(heap, (when, next(self._order), generation, watch))
             if earliest:
                 self._wake.notify()
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                due: list[Watch] = []
+                due: list[tuple[int, Watch]] = []
                 now = time.monotonic()
-                while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
-                    watch = heapq.heappop(self._heap)[2]
-                    if not watch.done:
-                        due.append(watch)
+                while self._heap and (_stale(self._heap[0]) or self._heap[0][0] <= now):
+                    entry = heapq.heappop(self._heap)
+                    if not _stale(entry):
+                        due.append((entry[2], entry[3]))
                 if not due:
                     self._wake.wait(self._heap[0][0] - now if self._heap else None)
                     continue
-            for watch in due:
+            for generation, watch in due:
                 with suppress(Exception):  # the watchdog must outlive any one failure
-                    watch.expire()
+                    watch.expire(generation)
+
+
+def _stale(entry: tuple[float, int, int, Watch]) -> bool:
+    """Whether a heap entry no longer stands for its watch's deadline."""
+    watch = entry[3]
+    return watch.done or entry[2] != watch.generation
 
 
 _watchdog = _Watchdog()
@@ -167,11 +198,11 @@ _current = threading.local()
 
 
 @contextmanager
-def watching(deadline: float) -> Iterator[Watch]:
+def watching(deadline: float, *, per_statement: bool = False) -> Iterator[Watch]:
     """Watch the connections this thread checks out until the block ends, and shut them down if
     it is still running at ``deadline`` (``time.monotonic()`` seconds). Nested blocks each watch
-    their own connections."""
-    watch = Watch(deadline)
+    their own connections. ``per_statement``: see ``Watch``; armed until ``disarm``."""
+    watch = Watch(deadline, per_statement)
     outer: Watch | None = getattr(_current, "watch", None)
     _current.watch = watch
     _watchdog.add(watch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -109,10 +108,12 @@ class MysqlProfile(GenericProfile):
         # The read timeout is a second longer than the server's own bounds of the attempt
         # (lock wait, statement time): those end a wait with their own error first, and the
         # connection is dropped only for a server that stopped answering.
+        # (Fractions of a second are fine: PyMySQL hands them to socket.settimeout. Rounding up
+        # made a silent server's handshake outlast a deadline of 3 s.)
         timeouts = {
             "connect_timeout": bounds.attempt_seconds,
-            "read_timeout": math.ceil(_statement_time(bounds)) + 1,
-            "write_timeout": math.ceil(_statement_time(bounds)) + 1,
+            "read_timeout": _statement_time(bounds) + 1,
+            "write_timeout": _statement_time(bounds) + 1,
         }
         return {
             "pool_size": 5,

@@ -184,6 +184,7 @@ class MysqlProfile(GenericProfile):
     watches_sockets = True
 
     def socket_of(self, dbapi_connection: Any) -> int | None:
+        """The PyMySQL connection's socket, for the call watchdog; None if it has none."""
         # PyMySQL's read timeout bounds each read, not a call of several (nor a ping and a
         # reconnect): the watchdog ends whatever is left at the call's deadline. PyMySQL keeps
         # its socket in ``_sock`` and has no public accessor; without one, the read timeout

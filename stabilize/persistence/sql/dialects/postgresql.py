@@ -91,6 +91,7 @@ class PostgresProfile(OnConflictProfile):
     watches_sockets = True
 
     def socket_of(self, dbapi_connection: Any) -> int | None:
+        """The psycopg connection's socket (``fileno()``), for the call watchdog."""
         # psycopg has no read timeout: a read on a connection whose network went silent waits
         # until TCP gives up, which it never does while something on the path still
         # acknowledges packets (statement_timeout is the server's, and the server may be the

@@ -77,6 +77,7 @@ class Watch:
     __slots__ = ("_lock", "_sockets", "done", "fired", "generation", "per_statement", "when")
 
     def __init__(self, when: float, per_statement: bool = False) -> None:
+        """Armed for ``when`` (``time.monotonic()`` seconds); see the class for ``per_statement``."""
         self.when: float | None = when
         self.per_statement = per_statement
         #: Which arming the watch is on: a heap entry of an earlier one is stale.

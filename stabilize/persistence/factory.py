@@ -18,9 +18,14 @@ def detect_backend(connection_string: str) -> str:
     return "mysql" if name == "mariadb" else name
 
 
-def create_repository(connection_string: str, create_tables: bool = False) -> SqlWorkflowStore:
-    """The workflow store for any SQLAlchemy URL (or a SQLite file path)."""
-    return SqlWorkflowStore(connection_string, create_tables=create_tables)
+def create_repository(
+    connection_string: str, create_tables: bool = False, *, operation_timeout: float | None = None
+) -> SqlWorkflowStore:
+    """The workflow store for any SQLAlchemy URL (or a SQLite file path); ``operation_timeout``
+    is the deadline of every call, in seconds (default 10, see ``SqlWorkflowStore``)."""
+    return SqlWorkflowStore(
+        connection_string, create_tables=create_tables, operation_timeout=operation_timeout
+    )
 
 
 def create_queue(
@@ -28,10 +33,17 @@ def create_queue(
     table_name: str = "queue_messages",
     lock_duration: timedelta | None = None,
     max_attempts: int = 10,
+    *,
+    operation_timeout: float | None = None,
 ) -> SqlQueue:
-    """The SQL queue for any SQLAlchemy URL, sharing the store's engine for the same URL."""
+    """The SQL queue for any SQLAlchemy URL, sharing the store's engine for the same URL (and
+    ``operation_timeout``)."""
     from stabilize.queue.sql import SqlQueue
 
     return SqlQueue(
-        connection_string, table_name=table_name, lock_duration=lock_duration, max_attempts=max_attempts
+        connection_string,
+        table_name=table_name,
+        lock_duration=lock_duration,
+        max_attempts=max_attempts,
+        operation_timeout=operation_timeout,
     )

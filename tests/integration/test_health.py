@@ -9,6 +9,7 @@ oldest unacked message, dead letters) with bounded queries.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from sqlalchemy import text
 
 import stabilize.cli.main  # noqa: F401 - registers the subcommands
 from stabilize.cli.app import cli
+from stabilize.errors import DatabaseUnavailableError
 from stabilize.models.ids import now_ms
 from stabilize.persistence.sql.dialects.sqlite import is_memory
 from stabilize.persistence.sql.engine import get_engine, normalize_url
@@ -172,12 +174,61 @@ def test_an_unreachable_store_reports_through_the_store(target: str) -> None:
     assert not report.reachable and report.error and PASSWORD not in report.error
 
 
-def test_the_error_line_is_the_drivers_first_line_unedited() -> None:
-    from stabilize.persistence.sql.health import first_line
+def _everything_shown(error: BaseException) -> str:
+    """The text of an error and of every error behind it, as a traceback or a log would show it."""
+    shown: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        shown += [str(seen), repr(seen)]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(shown)
 
-    # Never masked by substring: with the password "1" that once read "***27.0.0.***".
-    error = RuntimeError('connection to server at "127.0.0.1", port 1 failed\nsecond line')
-    assert first_line(error) == 'RuntimeError: connection to server at "127.0.0.1", port 1 failed'
+
+@pytest.mark.parametrize("target", ["postgresql", "mariadb"])
+def test_a_password_is_never_shown_by_errors_reprs_reports_or_logs(
+    target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = SqlWorkflowStore(UNREACHABLE[target], operation_timeout=2)
+    queue = SqlQueue(UNREACHABLE[target], operation_timeout=2)
+
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        store.retrieve("some-workflow")
+    with pytest.raises(DatabaseUnavailableError) as pushed:
+        queue.push(StartWorkflow(execution_id="queued"))
+    report = store.health()
+
+    shown = [
+        _everything_shown(raised.value),
+        _everything_shown(pushed.value),
+        repr(store),
+        repr(queue),
+        report.url,
+        str(report.error),
+        *report.problems,
+        *(record.getMessage() for record in caplog.records),
+    ]
+    assert all(PASSWORD not in text for text in shown), [text for text in shown if PASSWORD in text]
+    assert ":***@127.0.0.1:1/" in str(raised.value)  # the URL is shown, rendered without it
+
+
+@pytest.mark.parametrize("target", ["postgresql", "mariadb"])
+@pytest.mark.parametrize("password", ["1", "127", "0.0"])
+def test_a_password_that_is_part_of_the_address_leaves_the_message_whole(target: str, password: str) -> None:
+    # Masking renders the URL without its password; it never edits text: with the password "1",
+    # editing once turned "127.0.0.1" into "***27.0.0.***".
+    url = normalize_url(UNREACHABLE[target]).set(password=password).render_as_string(hide_password=False)
+    store = SqlWorkflowStore(url, operation_timeout=2)
+
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        store.retrieve("some-workflow")
+    report = store.health()
+
+    message = str(raised.value)
+    assert message.startswith("database ") and "health:***@127.0.0.1:1/nowhere" in message
+    assert "127.0.0.1" in message.split(" is unavailable: ", 1)[1]  # the driver's words, unedited
+    assert "health:***@127.0.0.1:1/nowhere" in report.url and repr(store).count("***") == 1
+    assert report.error is not None and "127.0.0.1" in report.error and "***" not in report.error
 
 
 # -- the command line ------------------------------------------------------------------------------

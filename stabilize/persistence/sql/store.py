@@ -110,7 +110,9 @@ class SqlWorkflowStore(WorkflowStore):
         #: What each task's row held when this store last read or wrote it (``images``).
         self._images = TaskImages()
         if create_tables:
-            upgrade(self.engine)
+            # A server that cannot be reached is DatabaseUnavailableError, as from any call.
+            with translated(self.engine):
+                upgrade(self.engine)
         else:
             # Unreachable for now: is_healthy() reports it and the first call fails clearly.
             with suppress(DatabaseUnavailableError), translated(self.engine):

@@ -30,15 +30,20 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stabilize.persistence.errors import CommitUnknownError, LockTimeoutError
-from stabilize.persistence.sql.dialects import Unit
+from stabilize.persistence.errors import (
+    CommitUnknownError,
+    DatabaseUnavailableError,
+    LockTimeoutError,
+    OperationTimeoutError,
+)
+from stabilize.persistence.sql.dialects import Unit, watchdog
 from stabilize.persistence.sql.dialects.base import RowLimit
 from stabilize.persistence.sql.engine import engine_profile, engine_state, mask
 from stabilize.persistence.sql.faults import RaceLost, RetryPolicy, translated
@@ -89,6 +94,7 @@ class Database:
         self._options = {unit: self.profile.unit_options(unit) for unit in Unit}
         self._slots = _slots_of(engine)
         self._keeps = self.profile.keeps_thread_connections(engine.url)
+        self._watched = self.profile.watches_sockets
         #: Held for a whole unit where all threads share one connection (``_session``).
         self._serial = _serial_lock_of(engine) if self.profile.shares_one_connection(engine.url) else None
 
@@ -123,17 +129,43 @@ class Database:
         """
         policy, bounds = self.retry_policy, self.bounds
         deadline = time.monotonic() + bounds.operation
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                with translated(self.engine):
-                    return self._attempt(work, unit)
-            except RaceLost as error:  # a lost race, or a connection lost before commit
-                pause = policy.delay(attempt)
-                if attempt == policy.attempts or time.monotonic() + pause + bounds.attempt > deadline:
+        with self._watching(deadline) as watch:
+            for attempt in range(1, policy.attempts + 1):
+                try:
+                    with translated(self.engine):
+                        return self._attempt(work, unit)
+                except RaceLost as error:  # a lost race, or a connection lost before commit
+                    if watch is not None and watch.fired:
+                        raise self._timed_out(error) from error
+                    pause = policy.delay(attempt)
+                    if attempt == policy.attempts or time.monotonic() + pause + bounds.attempt > deadline:
+                        if isinstance(error, _LostBeforeCommit):
+                            raise DatabaseUnavailableError(
+                                f"database {mask(self.engine.url)} is unavailable: {error}, and no "
+                                "run is left to try again on a fresh one"
+                            ) from error
+                        raise
+                    logger.info("running a unit of work again after a transient error (%s)", error)
+                    time.sleep(pause)
+                except DatabaseUnavailableError as error:
+                    # Past the deadline, whatever failed (a connect, a ping) failed for want of
+                    # time; a write that may have committed keeps saying so.
+                    if watch is not None and watch.fired and not isinstance(error, CommitUnknownError):
+                        raise self._timed_out(error) from error
                     raise
-                logger.info("running a unit of work again after a transient error (%s)", error)
-                time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _watching(
+        self, deadline: float, *, per_statement: bool = False
+    ) -> AbstractContextManager[watchdog.Watch | None]:
+        """The call watchdog over this call's connections, where the profile has sockets to watch."""
+        return watchdog.watching(deadline, per_statement=per_statement) if self._watched else nullcontext()
+
+    def _timed_out(self, error: BaseException) -> OperationTimeoutError:
+        return OperationTimeoutError(
+            f"database {mask(self.engine.url)} did not answer within the call's deadline "
+            f"(operation_timeout {self.bounds.operation:g} s): {error}"
+        )
 
     @property
     def row_limit(self) -> RowLimit | None:
@@ -244,13 +276,29 @@ class Database:
         Raises:
             TransientError, LockTimeoutError, DatabaseUnavailableError: as ``run``.
         """
-        with translated(self.engine), self._session() as session:
+        operation = self.bounds.operation
+        deadline = time.monotonic() + operation
+        # Connecting and beginning get the call's deadline; then each statement gets it (the
+        # block's own code between statements is the caller's), and so do the COMMIT and ROLLBACK.
+        watch: watchdog.Watch | None
+        with (
+            translated(self.engine),
+            self._watching(deadline, per_statement=True) as watch,
+            self._session() as session,
+        ):
             try:
-                yield session.connection(execution_options=self._options[Unit.WRITE])
+                connection = session.connection(execution_options=self._options[Unit.WRITE])
+                if watch is not None:
+                    watch.disarm()
+                yield connection
             except BaseException:
+                if watch is not None:
+                    watch.arm(operation)
                 session.rollback()
                 raise
             try:
+                if watch is not None:
+                    watch.arm(operation)
                 session.commit()
             except DBAPIError as error:
                 session.rollback()

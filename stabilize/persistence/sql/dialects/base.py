@@ -168,6 +168,16 @@ class GenericProfile:
         ``bounds.attempt``); returns what was learned of the server (``server facts``)."""
         return {}
 
+    #: Whether calls run under the watchdog (``watchdog``), which shuts down the sockets
+    #: ``socket_of`` names when a call outlives its deadline.
+    watches_sockets = False
+
+    def socket_of(self, dbapi_connection: Any) -> int | None:
+        """The file descriptor of the socket a new DBAPI connection talks through, for the call
+        watchdog (``watchdog``) to shut down when a call outlives its deadline; None where the
+        driver's own timeouts suffice or there is no socket."""
+        return None
+
     def database_identity(self, facts: dict[str, Any]) -> object | None:
         """What makes two engines one database, from their connections' ``facts`` (a cluster's
         identity and the database's name); None: only the same engine is the same database."""

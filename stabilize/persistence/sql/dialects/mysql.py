@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -111,10 +110,12 @@ class MysqlProfile(GenericProfile):
         # The read timeout is a second longer than the server's own bounds of the attempt
         # (lock wait, statement time): those end a wait with their own error first, and the
         # connection is dropped only for a server that stopped answering.
+        # (Fractions of a second are fine: PyMySQL hands them to socket.settimeout. Rounding up
+        # made a silent server's handshake outlast a deadline of 3 s.)
         timeouts = {
             "connect_timeout": bounds.attempt_seconds,
-            "read_timeout": math.ceil(_statement_time(bounds)) + 1,
-            "write_timeout": math.ceil(_statement_time(bounds)) + 1,
+            "read_timeout": _statement_time(bounds) + 1,
+            "write_timeout": _statement_time(bounds) + 1,
         }
         return {
             "pool_size": 5,
@@ -181,6 +182,17 @@ class MysqlProfile(GenericProfile):
         finally:
             cursor.close()
         return facts
+
+    watches_sockets = True
+
+    def socket_of(self, dbapi_connection: Any) -> int | None:
+        """The PyMySQL connection's socket, for the call watchdog; None if it has none."""
+        # PyMySQL's read timeout bounds each read, not a call of several (nor a ping and a
+        # reconnect): the watchdog ends whatever is left at the call's deadline. PyMySQL keeps
+        # its socket in ``_sock`` and has no public accessor; without one, the read timeout
+        # alone bounds the call.
+        sock = getattr(dbapi_connection, "_sock", None)
+        return None if sock is None else int(sock.fileno())
 
     def database_identity(self, facts: dict[str, Any]) -> object | None:
         """``("galera", cluster UUID, database)`` on a Galera node, else None."""

@@ -88,6 +88,17 @@ class PostgresProfile(OnConflictProfile):
             "connect_args": connect_args,
         }
 
+    watches_sockets = True
+
+    def socket_of(self, dbapi_connection: Any) -> int | None:
+        """The psycopg connection's socket (``fileno()``), for the call watchdog."""
+        # psycopg has no read timeout: a read on a connection whose network went silent waits
+        # until TCP gives up, which it never does while something on the path still
+        # acknowledges packets (statement_timeout is the server's, and the server may be the
+        # silent part). The watchdog ends that wait at the call's deadline.
+        fileno: int = dbapi_connection.fileno()
+        return fileno
+
     autocommit_units = frozenset({Unit.READ, Unit.WRITE_ONE})
 
     def unit_options(self, unit: Unit) -> dict[str, Any]:

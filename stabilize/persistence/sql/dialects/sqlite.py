@@ -30,7 +30,18 @@ _BEGIN_OF: dict[Unit, dict[str, Any]] = {
 
 
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+#: A WAL read transaction that tried to write on an older snapshot than the database's: no
+#: waiting helps, running it again on a fresh snapshot does.
+SQLITE_BUSY_SNAPSHOT = 517
 _BUSY_CODES = (SQLITE_BUSY, SQLITE_LOCKED)
+
+
+def _primary_code(error: BaseException) -> int | None:
+    """The primary result code of a sqlite3 error. The module reports the extended code
+    (SQLITE_LOCKED_SHAREDCACHE is 262, SQLITE_BUSY_SNAPSHOT 517), whose low byte is the primary
+    one (SQLite docs: "Result and Error Codes")."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
 
 
 def _switch_to_wal(cursor: Any) -> None:
@@ -50,7 +61,7 @@ def _switch_to_wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES or time.monotonic() >= deadline:
+            if _primary_code(exc) not in _BUSY_CODES or time.monotonic() >= deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
@@ -133,15 +144,20 @@ class SqliteProfile(OnConflictProfile):
         return {}
 
     def is_transient(self, error: BaseException) -> bool:
-        """Whether ``error`` is SQLITE_LOCKED (a shared-cache table lock), which clears on a rerun."""
-        # SQLITE_LOCKED: a table lock of the shared cache (in-memory databases).
-        return getattr(error, "sqlite_errorcode", None) == SQLITE_LOCKED
+        """Whether ``error`` is SQLITE_LOCKED (a shared-cache table lock) or SQLITE_BUSY_SNAPSHOT,
+        which clear on a rerun."""
+        # SQLITE_LOCKED: a table lock of the shared cache (in-memory databases), which no busy
+        # timeout waits for.
+        return (
+            _primary_code(error) == SQLITE_LOCKED
+            or getattr(error, "sqlite_errorcode", None) == SQLITE_BUSY_SNAPSHOT
+        )
 
     def is_lock_timeout(self, error: BaseException) -> bool:
         """Whether ``error`` is SQLITE_BUSY: the busy timeout ran out waiting for the write lock."""
         # SQLITE_BUSY after the busy timeout has waited: another connection held the write lock.
         # (Writers take it at BEGIN IMMEDIATE and readers never upgrade, so BUSY is no deadlock.)
-        return getattr(error, "sqlite_errorcode", None) == SQLITE_BUSY
+        return _primary_code(error) == SQLITE_BUSY and not self.is_transient(error)
 
     def document_limit(self, facts: dict[str, Any]) -> RowLimit | None:
         """1,000,000,000 bytes, SQLite's default ``SQLITE_MAX_LENGTH``."""
@@ -150,7 +166,7 @@ class SqliteProfile(OnConflictProfile):
     def is_unreachable(self, error: BaseException) -> bool:
         """Whether ``error`` is SQLITE_CANTOPEN (14): the file or its directory cannot be opened."""
         # SQLITE_CANTOPEN: the file or its directory cannot be opened.
-        return getattr(error, "sqlite_errorcode", None) == 14
+        return _primary_code(error) == 14
 
     def supports_claim_returning(self, dialect: Dialect) -> bool:
         """Whether the linked SQLite has ``RETURNING`` (3.35 on)."""
@@ -198,7 +214,7 @@ class SqliteProfile(OnConflictProfile):
             except OperationalError as exc:
                 if connection.in_transaction():
                     connection.rollback()
-                if getattr(exc.orig, "sqlite_errorcode", None) not in _BUSY_CODES:
+                if exc.orig is None or _primary_code(exc.orig) not in _BUSY_CODES:
                     raise
                 if time.monotonic() >= deadline:
                     raise SchemaError(

@@ -47,6 +47,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def outside_env(**extra: str) -> dict[str, str]:
+    """``clean_env`` without PYTHONPATH, for a venv the wheel is installed into: with this source
+    tree (and the egg-info a build leaves in it) on the path, pip takes the package as installed
+    and skips it, and the installed programs would import the tree's code instead of the wheel's."""
+    env = clean_env(**extra)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 def run(url: str | None, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
     """``stabilize [--url URL] ARGS`` without a terminal."""
     argv = (["--url", url] if url else []) + list(args)

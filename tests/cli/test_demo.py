@@ -19,12 +19,15 @@ from tests.conftest import FILE_OR_SERVER_DIALECTS
 pytestmark = pytest.mark.parametrize("dialect", FILE_OR_SERVER_DIALECTS)
 
 STAGES = 40
+#: A run that lasts several times longer (10-30 s under load) than starting a second ``stabilize``
+#: process takes (3-5 s), so ``runs cancel`` meets it running (at 40 stages it once came too late).
+LONG_RUN_STAGES = 100
 
 
-def start_demo(url: str) -> tuple[subprocess.Popen[str], str]:
+def start_demo(url: str, stages: int = STAGES) -> tuple[subprocess.Popen[str], str]:
     """A demo run in the background, once its first stage has finished; and its workflow id."""
     process = subprocess.Popen(
-        [str(SCRIPT), "--url", url, "demo", "--workers", "2", "--stages", str(STAGES)],
+        [str(SCRIPT), "--url", url, "demo", "--workers", "2", "--stages", str(stages)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -64,7 +67,7 @@ def test_sigint_stops_cleanly_and_the_run_resumes_to_completion(url: str, store:
 
 
 def test_a_cancel_from_elsewhere_stops_a_running_demo(url: str, store: SqlWorkflowStore) -> None:
-    process, workflow_id = start_demo(url)
+    process, workflow_id = start_demo(url, LONG_RUN_STAGES)
     canceled = run(url, "runs", "cancel", workflow_id, "--reason", "enough")
     _, err = process.communicate(timeout=120)
 

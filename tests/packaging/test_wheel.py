@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.cli.helpers import outside_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(
@@ -37,10 +39,15 @@ def test_wheel_installs_and_migrates_outside_the_source_tree(tmp_path: Path) -> 
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+        env=outside_env(),
     )
     work = tmp_path / "elsewhere"
     work.mkdir()
-    result = subprocess.run([str(python), "-c", SCRIPT], cwd=work, check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(python), "-c", SCRIPT], cwd=work, check=True, capture_output=True, text=True, env=outside_env()
+    )
     assert result.stdout.strip() == "a"
     assert (work / "x.db").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import clean_env
+from tests.cli.helpers import outside_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ class Installed:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            env=clean_env(),
+            env=outside_env(),
             timeout=300,
         )
         assert done.returncode == 0, f"{program} {args}: {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -54,7 +54,7 @@ def installed(tmp_path: Path) -> Installed:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[cli]"]
-    subprocess.run(pip, check=True, capture_output=True)
+    subprocess.run(pip, check=True, capture_output=True, env=outside_env())
     work = tmp_path / "elsewhere"
     work.mkdir()
     return Installed(venv / "bin", work)

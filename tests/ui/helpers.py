@@ -47,7 +47,9 @@ def _pump(process: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
 
 
 @contextmanager
-def stabilize_ui(*args: str, cwd: Path | None = None, program: Path = SCRIPT) -> Iterator[Running]:
+def stabilize_ui(
+    *args: str, cwd: Path | None = None, program: Path = SCRIPT, env: dict[str, str] | None = None
+) -> Iterator[Running]:
     """Start ``stabilize ARGS`` (ending in ``ui ...``) and wait, on its stderr, for its address."""
     process = subprocess.Popen(
         [str(program), *args],
@@ -55,7 +57,7 @@ def stabilize_ui(*args: str, cwd: Path | None = None, program: Path = SCRIPT) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=clean_env(),
+        env=env or clean_env(),
         cwd=cwd,
     )
     lines: queue.Queue[str] = queue.Queue()

@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.cli.helpers import outside_env
 from tests.ui.conftest import ROOT
 from tests.ui.helpers import get, stabilize_ui
 
@@ -37,15 +38,21 @@ def test_the_wheel_serves_the_dashboard_outside_the_source_tree(tmp_path: Path) 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[ui]"]
-    subprocess.run(pip, check=True, capture_output=True)
+    subprocess.run(pip, check=True, capture_output=True, env=outside_env())
     work = tmp_path / "elsewhere"
     work.mkdir()
     program = venv / "bin" / "stabilize"
     database = f"sqlite:///{work / 'app.db'}"
     subprocess.run(
-        [str(program), "--url", database, "db", "upgrade"], check=True, capture_output=True, cwd=work
+        [str(program), "--url", database, "db", "upgrade"],
+        check=True,
+        capture_output=True,
+        cwd=work,
+        env=outside_env(),
     )
-    with stabilize_ui("--url", database, "ui", "--port", "0", cwd=work, program=program) as ui:
+    with stabilize_ui(
+        "--url", database, "ui", "--port", "0", cwd=work, program=program, env=outside_env()
+    ) as ui:
         status, page = get(ui.base + "/runs")
         assert status == 200 and "No runs match." in page
         status, script = get(ui.base + "/static/vendor/dagre.min.js")

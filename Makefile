@@ -53,7 +53,8 @@ clusters-down: venv
 	$(PY) -m tests.clusters down
 
 ## Side-by-side benchmark against upstream stabilize 0.33.1 (own venv, bench/.venv-upstream) on SQLite (WAL),
-## PostgreSQL and MariaDB, with the raw-driver ceiling; prints ops/s and ratios. BENCH_ARGS=--small for a smoke run.
+## PostgreSQL and MariaDB, with the raw-driver ceiling; prints ops/s and ratios. Then upstream's engine end to end
+## on its stores and ours (tests/compat's venv). BENCH_ARGS=--small for a smoke run, BENCH_ARGS="--only e2e" for one section.
 bench: venv
 	$(PY) bench/run.py $(BENCH_ARGS)
 

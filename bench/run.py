@@ -1,8 +1,10 @@
-"""`make bench`: our store against upstream stabilize 0.33.1, side by side, plus the raw ceiling.
+"""`make bench`: our store against upstream stabilize 0.33.1, side by side, plus the raw ceiling,
+then upstream's engine end to end on its stores and on ours (``e2e.py``).
 
     .venv/bin/python bench/run.py                      # 3 rounds, SQLite (WAL) + PostgreSQL + MariaDB
     .venv/bin/python bench/run.py --rounds 5 --dialects sqlite
     .venv/bin/python bench/run.py --small --rounds 1   # smoke test: every workload and check, fast
+    .venv/bin/python bench/run.py --only store         # the store section only (--only e2e: the engine)
 
 Upstream runs in its own virtual environment (bench/.venv-upstream, created here on first use
 with ``pip install stabilize==0.33.1`` and psycopg), each side in a subprocess of its own
@@ -26,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,13 @@ OURS_PY = Path(sys.executable)
 UPSTREAM_VENV = BENCH / ".venv-upstream"
 UPSTREAM_PY = UPSTREAM_VENV / "bin" / "python"
 UPSTREAM_REQUIREMENTS = ["stabilize==0.33.1", "psycopg[binary]", "psycopg_pool"]
-POSTGRES_ADMIN = os.environ.get("STABILIZE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_ADMIN = os.environ.get("STABILIZE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 SIDE_TIMEOUT = 600
+#: The bench's sections: the store and queue calls side by side, then upstream's engine end to end.
+SECTIONS = ("store", "e2e")
 
 sys.path.insert(0, str(BENCH))
+import e2e  # noqa: E402
+from databases import MYSQL_ADMIN, POSTGRES_ADMIN, Database, server_up  # noqa: E402
 from workloads import CEILING_WORKLOADS, WORKLOADS  # noqa: E402
 
 #: Targets from issue #5: ours / upstream at least this, per workload (default 1.0).
@@ -75,65 +79,6 @@ def ensure_upstream_venv() -> None:
     subprocess.run([*pip, *UPSTREAM_REQUIREMENTS], check=True)
 
 
-# -- databases ------------------------------------------------------------------------------------
-
-
-def _admin(admin_url: str, statement: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from stabilize.persistence.sql.engine import normalize_url
-
-    engine = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(statement))  # a generated identifier, never user input
-    finally:
-        engine.dispose()
-
-
-def server_up(admin_url: str) -> bool:
-    try:
-        _admin(admin_url, "SELECT 1")
-    except Exception as exc:
-        print(f"  skipped: {admin_url} unreachable ({type(exc).__name__})", flush=True)
-        return False
-    return True
-
-
-class Database:
-    """A fresh database for one side and round; dropped (or deleted) on exit."""
-
-    def __init__(self, dialect: str, tmp: Path) -> None:
-        self.dialect = dialect
-        self.name = f"stab_bench_{uuid.uuid4().hex[:10]}"
-        self.admin = {"postgresql": POSTGRES_ADMIN, "mysql": MYSQL_ADMIN}.get(dialect)
-        if self.admin is None:
-            self.url = f"sqlite:///{tmp / (self.name + '.db')}"
-        else:
-            from stabilize.persistence.sql.engine import normalize_url
-
-            _admin(self.admin, f"CREATE DATABASE {self.name}")
-            if dialect == "postgresql":
-                # Commits do not wait for the WAL flush (both sides alike): the bench measures the
-                # libraries, not this machine's fsync. SQLite runs WAL with synchronous=NORMAL,
-                # which does not sync on commit either. MariaDB keeps the server's setting.
-                _admin(self.admin, f"ALTER DATABASE {self.name} SET synchronous_commit = off")
-            url = normalize_url(self.admin).set(database=self.name)
-            if dialect == "postgresql":  # a libpq URL: upstream's psycopg pool takes no driver suffix
-                url = url.set(drivername="postgresql")
-            self.url = url.render_as_string(hide_password=False)
-
-    def __enter__(self) -> str:
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        if self.admin is not None:
-            drop = f"DROP DATABASE IF EXISTS {self.name}"
-            if self.dialect == "postgresql":
-                drop += " WITH (FORCE)"
-            _admin(self.admin, drop)
-
-
 # -- running sides ---------------------------------------------------------------------------------
 
 
@@ -142,6 +87,8 @@ def run_side(side: str, dialect: str, url: str, workloads: list[str], small: boo
     command = [str(python), str(BENCH / "driver.py"), "--side", side, "--dialect", dialect, "--url", url]
     command += ["--workloads", ",".join(workloads)] + (["--small"] if small else [])
     env = {**os.environ, "STABILIZE_SQLITE_JOURNAL_MODE": "WAL", "PYTHONHASHSEED": "0"}
+    if side == "upstream":  # a PYTHONPATH naming this checkout would shadow upstream's package
+        env.pop("PYTHONPATH", None)
     # cwd outside the repository: upstream's interpreter must import its own ``stabilize``.
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=SIDE_TIMEOUT
@@ -309,6 +256,71 @@ def print_table(
     return missed
 
 
+@dataclass
+class StoreSection:
+    """What the store section measured: raw results, the table's rows, notes, memory, misses."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    memory: dict[str, Any] | None = None
+    missed: list[str] = field(default_factory=list)
+
+
+def run_store_section(args: argparse.Namespace, dialects: list[str], tmp: Path) -> StoreSection:
+    """The store and queue workloads side by side, the raw ceiling and the memory check."""
+    ensure_upstream_venv()
+    wanted = args.workloads.split(",")
+    out = StoreSection()
+    rates: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    names: list[str] = []
+    for round_no in range(1, args.rounds + 1):
+        for dialect in dialects:
+            sides = ["ours"]
+            if dialect in ("sqlite", "postgresql"):
+                sides.append("upstream")
+                if not args.no_ceiling:
+                    sides.append("raw")
+            shift = (round_no - 1) % len(sides)
+            for side in sides[shift:] + sides[:shift]:
+                chosen = [w for w in wanted if side != "raw" or w in CEILING_WORKLOADS]
+                if not chosen:
+                    continue
+                t0 = time.monotonic()
+                with Database(dialect, tmp) as url:
+                    results = run_side(side, dialect, url, chosen, args.small)
+                print(f"round {round_no} {dialect:<10} {side:<8} {time.monotonic() - t0:6.1f} s", flush=True)
+                for result in results:
+                    rates[(side, dialect, result["workload"])].append(rate(result))
+                    out.results.append({"round": round_no, "side": side, "dialect": dialect, **result})
+                    if "note" in result:
+                        out.notes[(side, dialect, result["workload"])] = result["note"]
+                    if result["workload"] not in names:
+                        names.append(result["workload"])
+    out.missed = print_table(rates, dialects, names)
+    out.rows = summary(rates, dialects, names)
+    print_queue_scaling(rates, dialects)
+    print_notes(out.notes)
+    if not args.no_memory:
+        stages = 1000 if args.small else 10_000
+        out.memory = memory = memory_check("sqlite", tmp, stages)
+        if memory is not None:
+            verdict = "ok" if memory["peak_mb"] < 200 else "MISS"
+            if verdict == "MISS":
+                out.missed.append(f"memory: {memory['peak_mb']:.0f} MB peak RSS (target < 200 MB)")
+            print(
+                f"\nmemory (ours, SQLite): store + retrieve one {stages:,}-stage workflow: peak RSS "
+                f"{memory['peak_mb']:.0f} MB (after start-up {memory['baseline_mb']:.0f} MB;"
+                f" target < 200 MB) "
+                f"{verdict}; store {memory['store_s']:.2f} s, retrieve {memory['retrieve_s']:.2f} s"
+            )
+    print(
+        "\nall answers checked: round trips, merged outputs, pages, queue (no duplicate, no loss),"
+        " retrieve_stage's partial workflow, lineage, processed marks"
+    )
+    return out
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     parser = argparse.ArgumentParser(
@@ -317,74 +329,43 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dialects", default="sqlite,postgresql,mysql")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument(
+        "--only", choices=SECTIONS, help="run one section: store (store and queue calls) or e2e (the engine)"
+    )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the raw-driver ceiling")
     parser.add_argument("--no-memory", action="store_true", help="skip the 10,000-stage memory check")
     parser.add_argument("--small", action="store_true", help="smoke-test sizes")
+    parser.add_argument(
+        "--e2e-profile",
+        type=Path,
+        metavar="DIR",
+        help="e2e: count SQL statements and commits per engine step, cProfile worker 0 into DIR"
+        " (slows the runs: for diagnosis, not for ratios)",
+    )
     parser.add_argument(
         "--json", type=Path, help="also write the run here (meta, table rows, raw results), for compare.py"
     )
     args = parser.parse_args()
     began = time.monotonic()
     meta = run_meta(args)
-    ensure_upstream_venv()
-    wanted = args.workloads.split(",")
+    sections = [args.only] if args.only else list(SECTIONS)
     dialects = [
         d
         for d in args.dialects.split(",")
         if d == "sqlite" or server_up(POSTGRES_ADMIN if d == "postgresql" else MYSQL_ADMIN)
     ]
-    rates: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    raw_results: list[dict[str, Any]] = []
-    names: list[str] = []
-    notes: dict[tuple[str, str, str], str] = {}
-    memory: dict[str, Any] | None = None
+    store = StoreSection()
+    e2e_results: list[dict[str, Any]] = []
+    missed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="stabilize-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        for round_no in range(1, args.rounds + 1):
-            for dialect in dialects:
-                sides = ["ours"]
-                if dialect in ("sqlite", "postgresql"):
-                    sides.append("upstream")
-                    if not args.no_ceiling:
-                        sides.append("raw")
-                shift = (round_no - 1) % len(sides)
-                for side in sides[shift:] + sides[:shift]:
-                    chosen = [w for w in wanted if side != "raw" or w in CEILING_WORKLOADS]
-                    if not chosen:
-                        continue
-                    t0 = time.monotonic()
-                    with Database(dialect, tmp) as url:
-                        results = run_side(side, dialect, url, chosen, args.small)
-                    print(
-                        f"round {round_no} {dialect:<10} {side:<8} {time.monotonic() - t0:6.1f} s", flush=True
-                    )
-                    for result in results:
-                        rates[(side, dialect, result["workload"])].append(rate(result))
-                        raw_results.append({"round": round_no, "side": side, "dialect": dialect, **result})
-                        if "note" in result:
-                            notes[(side, dialect, result["workload"])] = result["note"]
-                        if result["workload"] not in names:
-                            names.append(result["workload"])
-        missed = print_table(rates, dialects, names)
-        print_queue_scaling(rates, dialects)
-        print_notes(notes)
-        if not args.no_memory:
-            stages = 1000 if args.small else 10_000
-            memory = memory_check("sqlite", tmp, stages)
-            if memory is not None:
-                verdict = "ok" if memory["peak_mb"] < 200 else "MISS"
-                if verdict == "MISS":
-                    missed.append(f"memory: {memory['peak_mb']:.0f} MB peak RSS (target < 200 MB)")
-                print(
-                    f"\nmemory (ours, SQLite): store + retrieve one {stages:,}-stage workflow: peak RSS "
-                    f"{memory['peak_mb']:.0f} MB (after start-up {memory['baseline_mb']:.0f} MB;"
-                    f" target < 200 MB) "
-                    f"{verdict}; store {memory['store_s']:.2f} s, retrieve {memory['retrieve_s']:.2f} s"
-                )
-    print(
-        "\nall answers checked: round trips, merged outputs, pages, queue (no duplicate, no loss),"
-        " retrieve_stage's partial workflow, lineage, processed marks"
-    )
+        if "store" in sections:
+            store = run_store_section(args, dialects, tmp)
+            missed += store.missed
+        if "e2e" in sections:
+            e2e_results, e2e_missed = e2e.run(dialects, args.rounds, args.small, tmp, args.e2e_profile)
+            missed += e2e_missed
+            print("\nend-to-end answers checked: every stage SUCCEEDED with the trail its data flow gives")
     print("below target: " + ("; ".join(missed) if missed else "none"))
     print(f"total time {time.monotonic() - began:.0f} s")
     if args.json:
@@ -392,11 +373,14 @@ def main() -> None:
         meta["loadavg_end"] = os.getloadavg()
         document = {
             "meta": meta,
-            "summary": summary(rates, dialects, names),
-            "memory": memory,
+            "summary": store.rows,
+            "e2e_summary": e2e.summary(e2e_results, dialects),
+            "memory": store.memory,
             "below_target": missed,
-            "notes": [{"side": k[0], "dialect": k[1], "workload": k[2], "note": v} for k, v in notes.items()],
-            "results": raw_results,
+            "notes": [
+                {"side": k[0], "dialect": k[1], "workload": k[2], "note": v} for k, v in store.notes.items()
+            ],
+            "results": store.results + e2e_results,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=1) + "\n")

@@ -148,22 +148,33 @@ def apply_upstream_migrations(url: str) -> None:
         conn.commit()
 
 
-def open_store_and_queue(side: str, dialect: str, url: str) -> tuple[Any, Any]:
-    """The schema (each side its own way), then the store and queue opened as upstream's users do."""
+def create_schema(side: str, dialect: str, url: str) -> None:
+    """The schema of an empty database, each side its own way (once per database: upstream's
+    PostgreSQL migrations are not re-runnable)."""
     if side == "upstream" and dialect == "postgresql":
         apply_upstream_migrations(url)
     elif side == "ours" and dialect in ("postgresql", "mariadb"):
         from stabilize.persistence import create_repository
 
         # Ours: the schema is our migrations, applied by the dialect-neutral entry point.
-        create_repository(url, create_tables=True)
+        create_repository(url, create_tables=True).close()
+    elif dialect == "sqlite":
+        store, queue = open_store_and_queue(side, dialect, url, create=True)
+        close_engine(Engine(store, queue, None, None))
+
+
+def open_store_and_queue(side: str, dialect: str, url: str, *, create: bool = True) -> tuple[Any, Any]:
+    """The store and queue opened as upstream's users do; with ``create``, on an empty database,
+    the schema first (``create_schema``)."""
+    if create and dialect != "sqlite":
+        create_schema(side, dialect, url)
     if dialect == "sqlite":
         from stabilize.persistence.sqlite import SqliteWorkflowStore
         from stabilize.queue.sqlite import SqliteQueue
 
-        store = SqliteWorkflowStore(connection_string=url, create_tables=True)
+        store = SqliteWorkflowStore(connection_string=url, create_tables=create)
         queue = SqliteQueue(connection_string=url, table_name="queue_messages")
-        if side == "upstream":
+        if side == "upstream" and create:
             queue._create_table()  # upstream's SQLite queue makes its own table
         return store, queue
     if dialect == "postgresql":
@@ -181,12 +192,14 @@ def open_store_and_queue(side: str, dialect: str, url: str) -> tuple[Any, Any]:
     return create_repository(url), create_queue(url)
 
 
-def open_engine(side: str, dialect: str, url: str, registry: Any) -> Engine:
+def open_engine(side: str, dialect: str, url: str, registry: Any, *, create: bool = True) -> Engine:
+    """Upstream's processor and orchestrator on the side's store and queue, every engine delay
+    zero; ``create`` as for ``open_store_and_queue``."""
     from stabilize.orchestrator import Orchestrator
     from stabilize.queue.processor import QueueProcessor, QueueProcessorConfig
     from stabilize.resilience.config import HandlerConfig
 
-    store, queue = open_store_and_queue(side, dialect, url)
+    store, queue = open_store_and_queue(side, dialect, url, create=create)
     # Every delay the engine would wait is zero: a run is a sequence of steps, not of seconds.
     handler_config = HandlerConfig(
         concurrency_min_delay_ms=0,
@@ -323,6 +336,18 @@ def register_builders() -> None:
 
     register_builder(Guarded())
     register_builder(Prepare())
+
+
+def build_registry(extra: dict[str, Any] | None = None) -> Any:
+    """Upstream's ``TaskRegistry`` with the driver's tasks (and ``extra`` ones, by name), and the
+    driver's stage builders registered."""
+    from stabilize.tasks.registry import TaskRegistry
+
+    registry = TaskRegistry()
+    for task_name, task in {**make_tasks(), **(extra or {})}.items():
+        registry.register(task_name, task)
+    register_builders()
+    return registry
 
 
 # -- the workflows --------------------------------------------------------------------------------------
@@ -664,14 +689,9 @@ def main(spec_path: str) -> int:
     logging.getLogger("stabilize").addHandler(log)
     logging.getLogger("stabilize").setLevel(logging.WARNING)
     try:
-        from stabilize.tasks.registry import TaskRegistry
-
         import stabilize
 
-        registry = TaskRegistry()
-        for task_name, task in make_tasks().items():
-            registry.register(task_name, task)
-        register_builders()
+        registry = build_registry()
         imported = {"stabilize": str(Path(stabilize.__file__).parent)}
     except Exception as exc:
         error = describe(exc, "importing the engine")

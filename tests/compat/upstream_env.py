@@ -135,7 +135,9 @@ def ensure_venv(log: Any = sys.stderr) -> Path:
     return UPSTREAM_PY
 
 
-def _clean_env(pythonpath: Path | None = None) -> dict[str, str]:
+def engine_env(pythonpath: Path | None = None) -> dict[str, str]:
+    """The environment of a process of upstream's interpreter: ours without our venv's and
+    ``PYTHONPATH``'s packages, with ``pythonpath`` (the overlay, for side ``ours``) first."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
@@ -151,7 +153,7 @@ def upstream_package_dir(python: Path) -> Path:
         text=True,
         check=True,
         cwd=tempfile.gettempdir(),  # never our checkout, whose stabilize/ would shadow upstream's
-        env=_clean_env(),
+        env=engine_env(),
     )
     return Path(found.stdout)
 
@@ -289,7 +291,7 @@ def run_side(
                 capture_output=True,
                 text=True,
                 cwd=work,
-                env=_clean_env(pythonpath),
+                env=engine_env(pythonpath),
                 timeout=DRIVER_TIMEOUT,
             )
             how = f"driver exited with {done.returncode}"
@@ -372,7 +374,7 @@ def _dump_api(python: Path, overlay: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stab-compat-api-") as tmp:
         out = Path(tmp) / "api.json"
         argv = [str(python), str(API_DUMP), str(out)] + (["--ours"] if overlay else [])
-        subprocess.run(argv, check=True, cwd=tmp, env=_clean_env(overlay), capture_output=True)
+        subprocess.run(argv, check=True, cwd=tmp, env=engine_env(overlay), capture_output=True)
         loaded: dict[str, Any] = json.loads(out.read_text())
         return loaded
 

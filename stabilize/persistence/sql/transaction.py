@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
+from stabilize.persistence import committed_marks
 from stabilize.persistence.errors import ValidationError
 from stabilize.persistence.sql import claims, mapping, step
 from stabilize.persistence.sql.dialects import GenericProfile, Unit
@@ -275,7 +276,10 @@ class SqlStoreTransaction(StoreTransaction):
             inserted = self._profile.insert_ignore(
                 connection, mapping.PROCESSED_TABLE, [values], ("message_id",)
             )
-        return inserted == 1
+        if inserted != 1:
+            return False
+        self._applied.append(_recorder(values["message_id"]))
+        return True
 
     def acquire_claim(
         self, execution_id: str, claim_key: str, stage_id: str, steal_if_owner_terminal: bool = False
@@ -511,10 +515,17 @@ class _Mark:
         context.profile.insert_ignore(
             context.connection, mapping.PROCESSED_TABLE, [self.values], ("message_id",)
         )
-        return None
+        return _recorder(self.values["message_id"])
 
     def step_part(self, profile: GenericProfile, images: TaskImages) -> StepPart | None:
-        return StepPart(_MarkCtes(profile.step_insert), self.values, lambda counts, connection: None)
+        recorder = _recorder(self.values["message_id"])
+        return StepPart(_MarkCtes(profile.step_insert), self.values, lambda counts, connection: recorder)
+
+
+def _recorder(message_id: str) -> OnCommit:
+    """Once the transaction has committed, the mark is durable: tell the engine's processor on
+    this thread (``committed_marks``), so it does not write the mark again."""
+    return lambda: committed_marks.record_committed((message_id,))
 
 
 @dataclass(frozen=True)

@@ -939,6 +939,32 @@ def promote_standby(seconds: float = PG_UP_SECONDS) -> None:
         )
 
 
+def _walreceivers() -> list[int]:
+    """The standby's WAL receiver processes (children of its postmaster)."""
+    postmaster = _postmaster_pid(STANDBY_DIR)
+    if postmaster is None:
+        return []
+    return [pid for pid in _children_of(postmaster) if "walreceiver" in _cmdline(pid)]
+
+
+def pause_standby() -> None:
+    """Freeze the standby's WAL receiver (SIGSTOP): it stops receiving and acknowledging WAL,
+    so every commit on the primary waits for it (``synchronous_commit``) until
+    :func:`resume_standby`, or until the primary is stopped under it."""
+    pids = _walreceivers()
+    if not pids:
+        raise ClusterError(f"the standby has no WAL receiver to pause{_log_hint(STANDBY_LOG)}")
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+
+def resume_standby() -> None:
+    """Let a paused WAL receiver go on (SIGCONT); a no-op when none is paused."""
+    for pid in _walreceivers():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def create_pg_database(name: str | None = None) -> str:
     """Create a throw-away database on the primary (it reaches the standby) and return its name."""
     name = _checked_name(name or new_database_name())
@@ -1060,6 +1086,14 @@ class PgPair:
     def promote_standby(self) -> None:
         """Promote the standby and wait until it takes writes (see :func:`promote_standby`)."""
         promote_standby()
+
+    def pause_standby(self) -> None:
+        """Freeze the standby's WAL receiver: commits wait for it (see :func:`pause_standby`)."""
+        pause_standby()
+
+    def resume_standby(self) -> None:
+        """Let the standby's WAL receiver go on (see :func:`resume_standby`)."""
+        resume_standby()
 
     def reset(self) -> None:
         """Rebuild primary and standby from scratch (see :func:`reset_pair`)."""

@@ -20,7 +20,7 @@ from typing import Any
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue.messages import Message
 from stabilize.queue.sql import SqlQueue
-from stabilize.runner.worker import Worker
+from stabilize.runner.worker import OUTAGE_SECONDS, Worker
 
 #: The modules that register the demo's tasks; callers add their own.
 DEMO_TASKS = ("stabilize.runner.demo",)
@@ -42,10 +42,15 @@ class _StoppingQueue(SqlQueue):
 
 
 def run_worker(
-    url: str, workflow_id: str, imports: Sequence[str] = DEMO_TASKS, lock_seconds: float = 30.0
+    url: str,
+    workflow_id: str,
+    imports: Sequence[str] = DEMO_TASKS,
+    lock_seconds: float = 30.0,
+    outage_seconds: float = OUTAGE_SECONDS,
 ) -> int:
     """A worker process's body: import the task modules, then run until the workflow is finished
-    or the process is asked to stop (SIGTERM, SIGINT)."""
+    or the process is asked to stop (SIGTERM, SIGINT); it fails once the database has failed
+    every call for ``outage_seconds`` (``Worker.run``)."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stopping.set())
@@ -54,7 +59,7 @@ def run_worker(
     store = SqlWorkflowStore(url)
     queue = _StoppingQueue(url, stopping, lock_duration=lock_seconds)
     finished = lambda: stopping.is_set() or store.retrieve_execution_summary(workflow_id).status.is_complete  # noqa: E731
-    return Worker(store, queue).run(finished)
+    return Worker(store, queue).run(finished, outage_seconds=outage_seconds)
 
 
 def start_workers(
@@ -63,12 +68,13 @@ def start_workers(
     count: int,
     imports: Sequence[str] = DEMO_TASKS,
     lock_seconds: float = 30.0,
+    outage_seconds: float = OUTAGE_SECONDS,
 ) -> list[BaseProcess]:
     """Start ``count`` worker processes for one workflow; the caller joins (or stops) them."""
     context = multiprocessing.get_context("spawn")
+    arguments = (url, workflow_id, tuple(imports), lock_seconds, outage_seconds)
     processes: list[BaseProcess] = [
-        context.Process(target=run_worker, args=(url, workflow_id, tuple(imports), lock_seconds), daemon=True)
-        for _ in range(count)
+        context.Process(target=run_worker, args=arguments, daemon=True) for _ in range(count)
     ]
     # Children inherit an ignored SIGINT until run_worker installs its handler (Python installs
     # its KeyboardInterrupt handler only where SIGINT is not ignored at startup).

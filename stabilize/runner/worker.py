@@ -17,7 +17,7 @@ from traceback import format_exception_only
 from stabilize.models.stage import StageExecution
 from stabilize.models.status import WorkflowStatus
 from stabilize.models.workflow import Workflow
-from stabilize.persistence.errors import ConcurrencyError
+from stabilize.persistence.errors import ConcurrencyError, TransientError
 from stabilize.persistence.ids import now_ms
 from stabilize.persistence.store import StoreTransaction, WorkflowStore
 from stabilize.queue.interface import Queue
@@ -35,6 +35,11 @@ from stabilize.runner.tasks import TaskContext, task_function
 logger = logging.getLogger(__name__)
 
 Step = Callable[[StoreTransaction], None]
+
+#: How long a worker goes on polling a database that fails every call before it gives up.
+OUTAGE_SECONDS = 30.0
+#: The pause between calls while the database fails them.
+OUTAGE_PAUSE = 0.25
 
 
 def submit(store: WorkflowStore, queue: Queue, workflow: Workflow) -> None:
@@ -60,18 +65,40 @@ class Worker:
             CompleteWorkflow: self._complete_workflow,  # type: ignore[dict-item]
         }
 
-    def run(self, done: Callable[[], bool], idle_seconds: float = 0.02) -> int:
-        """Process messages until the queue is idle and ``done()``; return how many were handled."""
+    def run(
+        self,
+        done: Callable[[], bool],
+        idle_seconds: float = 0.02,
+        outage_seconds: float = OUTAGE_SECONDS,
+    ) -> int:
+        """Process messages until the queue is idle and ``done()``; return how many were handled.
+
+        A database that fails a call (unreachable, failing over, a commit whose outcome is
+        unknown: a ``TransientError``) does not end the worker: the message in hand is left to
+        its lock, so it comes back once the lock lapses and its processed mark tells whether its
+        step committed, and the worker polls again after a pause. Only when every call has failed
+        for ``outage_seconds`` is the last error raised (a worker whose node is gone fails).
+        """
         handled = 0
+        failing_since: float | None = None
         while True:
-            message = self.queue.poll_one()
-            if message is None:
-                if done():
-                    return handled
-                time.sleep(idle_seconds)  # production idle back-off, not synchronisation
-                continue
-            self.process(message)
-            handled += 1
+            try:
+                message = self.queue.poll_one()
+                if message is None:
+                    if done():
+                        return handled
+                    time.sleep(idle_seconds)  # production idle back-off, not synchronisation
+                else:
+                    self.process(message)
+                    handled += 1
+                failing_since = None
+            except TransientError as error:
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= outage_seconds:
+                    raise
+                logger.warning("worker: %s; polling again", error)
+                time.sleep(OUTAGE_PAUSE)  # production back-off while the database recovers
 
     def process(self, message: Message) -> None:
         """Handle one delivered message and ack it.

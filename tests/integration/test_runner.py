@@ -4,6 +4,7 @@ a worker is killed with SIGKILL in the middle of a step."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from stabilize.models import Workflow, WorkflowStatus
+from stabilize.persistence.errors import DatabaseUnavailableError
 from stabilize.persistence.sql.engine import get_engine
 from stabilize.persistence.sql.store import SqlWorkflowStore
 from stabilize.queue.sql import SqlQueue
@@ -115,3 +117,23 @@ def test_a_worker_killed_mid_step_loses_nothing_and_duplicates_nothing(url: str,
     bodies = _bodies(tmp_path)
     assert bodies[victim.tasks[0].id] == 2  # ran, died before commit, ran again
     assert all(count == 1 for task_id, count in bodies.items() if task_id != victim.tasks[0].id)
+
+
+@pytest.mark.parametrize(
+    "unreachable",
+    [
+        pytest.param("postgresql://postgres@127.0.0.1:1/test", id="postgresql"),
+        pytest.param("mysql://root@127.0.0.1:1/test", id="mariadb"),
+    ],
+)
+def test_a_worker_goes_on_through_an_outage_and_gives_up_after_its_bound(unreachable: str) -> None:
+    """Every call fails (nothing listens on port 1): the worker keeps polling for
+    ``outage_seconds``, then raises the database's error instead of spinning for ever."""
+    store = SqlWorkflowStore(unreachable, operation_timeout=2.0)
+    queue = SqlQueue(unreachable, operation_timeout=2.0)
+    outage = 1.5
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError):
+        Worker(store, queue).run(lambda: False, outage_seconds=outage)
+    took = time.monotonic() - started
+    assert outage <= took < outage + 10, f"gave up after {took:.1f}s"

@@ -50,7 +50,7 @@ def install(engine: Engine, profile: GenericProfile, bounds: Bounds) -> EngineSt
             record.info[watchdog.SOCKET] = handle
 
     if profile.ping_after_idle is not None:
-        _ping_idle_connections(engine, profile.ping_after_idle)
+        _ping_idle_connections(engine, profile.ping_after_idle, bounds)
 
     if profile.watches_sockets:
         _watch_statements(engine, bounds)
@@ -84,7 +84,7 @@ def _watch_statements(engine: Engine, bounds: Bounds) -> None:
     event.listen(engine, "handle_error", _statement_ended)
 
 
-def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+def _ping_idle_connections(engine: Engine, idle_seconds: float, bounds: Bounds) -> None:
     """Ping a pooled connection at checkout when it sat idle for ``idle_seconds``; a dead one is
     replaced before the caller sees it. Busy connections skip the round trip; a connection lost
     in the gap fails its unit, which runs again on a fresh one where nothing can have been
@@ -112,12 +112,13 @@ def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as error:
-            if watch is not None and watch.fired:
-                # The call's deadline shut the ping down: no time is left to connect afresh. The
-                # pool drops this connection (any error but a disconnection does) and the call
-                # fails.
+            if watch is not None and (watch.fired or watch.remaining() < bounds.attempt):
+                # The call's deadline shut the ping down, or the ping's own timeout left too
+                # little time to connect afresh (a silent server would hold the new connection's
+                # handshake as long). The pool drops this connection (any error but a
+                # disconnection does) and the call fails.
                 raise OperationTimeoutError(
-                    "the database did not answer a ping within the call's deadline"
+                    "the database did not answer a ping in time, and no time is left to connect afresh"
                 ) from error
             if dialect.is_disconnect(error, dbapi_connection, None):
                 # The pool drops this connection and checks out a fresh one.

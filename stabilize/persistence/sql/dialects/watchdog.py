@@ -94,6 +94,11 @@ class Watch:
             self.when = time.monotonic() + seconds
         _watchdog.add(self)
 
+    def remaining(self) -> float:
+        """Seconds left until the deadline (infinite while disarmed)."""
+        when = self.when
+        return float("inf") if when is None else when - time.monotonic()
+
     def disarm(self) -> None:
         """No deadline until armed again."""
         with self._lock:

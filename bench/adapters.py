@@ -77,7 +77,8 @@ def _ours_concurrency_error() -> type[BaseException]:
 def _ours(dialect: str, url: str) -> Side:
     from stabilize.persistence.sql.store import SqlWorkflowStore
 
-    store = SqlWorkflowStore(url, create_tables=True)
+    # A generous deadline: the bench measures throughput on a loaded machine, not time bounds.
+    store = SqlWorkflowStore(url, create_tables=True, operation_timeout=120)
 
     def load(workflows: list[Any]) -> None:
         """Data sets in transactions of 200 workflows (setup, untimed; store() is timed apart)."""

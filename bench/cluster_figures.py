@@ -149,6 +149,21 @@ def until_more_steps(url: str, workflow_id: str, than: int, seconds: float = 120
         time.sleep(0.01)
 
 
+def longest_pause(url: str, workflow_id: str, since: float, seconds: float) -> float:
+    """The longest time without a new step, from ``since`` for ``seconds`` (or until the
+    workflow has no more steps to take): steps committed just before a kill show up at once, the
+    stall while the cluster evicts the dead node shows as a pause."""
+    last_count, last_change, longest = steps(url, workflow_id)[0], since, 0.0
+    while (now := time.monotonic()) < since + seconds:
+        count = steps(url, workflow_id)[0]
+        if count != last_count:
+            longest, last_count, last_change = max(longest, now - last_change), count, now
+        elif SqlWorkflowStore(url).retrieve_execution_summary(workflow_id).status.is_complete:
+            break
+        time.sleep(0.01)
+    return longest
+
+
 def galera_urls() -> list[str]:
     name = clusters.create_galera_database()
     urls = clusters.galera_urls(name)
@@ -199,11 +214,13 @@ def node_kill(stages: int, directory: Path) -> dict[str, Any]:
         killed = time.monotonic()
         clusters.kill_node(3)
         next_step = until_more_steps(urls[0], run.workflow.id, before)
+        stall = longest_pause(urls[0], run.workflow.id, killed, seconds=15.0)
         reports = workers.reports()
         lost, duplicated = run.lost_and_duplicated(causal(urls[0]))
         seen, rerun, other, outcomes = summarise(reports)
         return {
             "kill -> next step (s)": next_step - killed,
+            "longest pause between steps, 15 s after the kill (s)": stall,
             "1213 seen": seen,
             "rerun": rerun,
             "other transient": other,
@@ -255,8 +272,9 @@ def pg_failover(stages: int, directory: Path) -> dict[str, Any]:
 
 def show(title: str, figures: dict[str, Any]) -> None:
     print(f"{title}:")
+    width = max(map(len, figures))
     for key, value in figures.items():
-        print(f"  {key:48} {value:.2f}" if isinstance(value, float) else f"  {key:48} {value}")
+        print(f"  {key:{width}} {value:.2f}" if isinstance(value, float) else f"  {key:{width}} {value}")
     sys.stdout.flush()
 
 

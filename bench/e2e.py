@@ -178,13 +178,17 @@ def run(
 
 
 def summary(raw: list[dict[str, Any]], dialects: list[str]) -> list[dict[str, Any]]:
-    """Per cell: wall seconds (median, min) per side, steps, the speed ratios and the target."""
+    """Per cell: wall seconds (median, min) per side, steps, the workers' CPU milliseconds per
+    step (median), the speed ratios and the target."""
     walls: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     steps: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    cpu: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     names: list[str] = []
     for r in raw:
-        walls[(r["side"], r["dialect"], r["workload"])].append(r["seconds"])
-        steps[(r["side"], r["dialect"], r["workload"])].append(r["steps"])
+        key = (r["side"], r["dialect"], r["workload"])
+        walls[key].append(r["seconds"])
+        steps[key].append(r["steps"])
+        cpu[key].append(1000 * r["cpu_seconds"] / r["steps"])
         if r["workload"] not in names:
             names.append(r["workload"])
     rows = []
@@ -200,6 +204,8 @@ def summary(raw: list[dict[str, Any]], dialects: list[str]) -> list[dict[str, An
                 row[f"{side}_min_s"] = min(values) if values else None
                 counted = steps.get((side, dialect, name))
                 row[f"{side}_steps"] = statistics.median(counted) if counted else None
+                used = cpu.get((side, dialect, name))
+                row[f"{side}_cpu_ms_per_step"] = statistics.median(used) if used else None
             row["ratio"] = row["upstream_median_s"] / row["ours_median_s"] if up else None
             row["ratio_min"] = row["upstream_min_s"] / row["ours_min_s"] if up else None
             row["target"] = TARGETS.get(dialect) if up else None
@@ -226,13 +232,13 @@ def print_table(raw: list[dict[str, Any]], dialects: list[str], counted: bool) -
     missed: list[str] = []
     header = (
         f"{'workload':<18}{'dialect':<11}{'steps':>7}{'ours med':>10}{'ours min':>10}{'upstr med':>10}"
-        f"{'upstr min':>10}{'speed':>8}{'(min)':>8}{'target':>10}"
+        f"{'upstr min':>10}{'speed':>8}{'(min)':>8}{'target':>10}{'cpu/step':>10}{'upstr':>7}"
     )
     if counted:
         header += f"{'ours st/co/rt':>16}{'upstr st/co/rt':>16}"
     print(
-        "\nend to end: wall seconds, median and min over rounds;"
-        " speed = upstream wall / ours (>1: ours faster)"
+        "\nend to end: wall seconds, median and min over rounds; speed = upstream wall / ours"
+        " (>1: ours faster); cpu/step: the workers' CPU ms per engine step, ours and upstream (median)"
     )
     print(header)
     print("-" * len(header))
@@ -251,6 +257,7 @@ def print_table(raw: list[dict[str, Any]], dialects: list[str], counted: bool) -
             f"{num(up):>10}{num(row['upstream_min_s']):>10}"
             f"{num(row['ratio'], 'x'):>8}{num(row['ratio_min'], 'x'):>8}"
             f"{(f'{target:.1f}x {verdict}' if target else ''):>10}"
+            f"{num(row['ours_cpu_ms_per_step']):>10}{num(row['upstream_cpu_ms_per_step']):>7}"
         )
         if counted:
             line += f"{_per_step(raw, 'ours', row['dialect'], row['workload']):>16}"

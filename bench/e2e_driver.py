@@ -13,7 +13,7 @@ A run, on one empty database: the schema; ``workers`` processes each open upstre
 process starts every workflow with ``Orchestrator.start`` while the workers step
 ``process_one`` (a 5 ms pause when nothing is due), and it polls ``retrieve_execution_summary``
 of the oldest unfinished workflow every 20 ms; the clock stops when the last one is complete.
-Then the workers stop and report their steps, and every workflow is read back and checked
+Then the workers stop and report their steps and CPU seconds, and every workflow is read back and checked
 (untimed): every stage SUCCEEDED with the trail of stage names the engine's data flow must give.
 A wrong answer fails the run, like the store benchmark's ``WrongAnswer``.
 
@@ -252,6 +252,7 @@ def worker(spec: dict[str, Any], number: int, ready: Any, go: Any, stop: Any, re
             profiler = cProfile.Profile()
             profiler.enable()
         before = Counts.snapshot()
+        cpu = time.process_time()
         while not stop.is_set():
             try:
                 processed = engine.processor.process_one()
@@ -264,6 +265,7 @@ def worker(spec: dict[str, Any], number: int, ready: Any, go: Any, stop: Any, re
             else:
                 out["idle"] += 1
                 stop.wait(IDLE_PAUSE)
+        out["cpu"] = time.process_time() - cpu
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(Path(profile) / f"worker{number}.prof"))
@@ -342,6 +344,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": wall,
         "steps": sum(r["steps"] for r in reports),
         "idle_polls": sum(r["idle"] for r in reports),
+        # The workers' own CPU seconds from the start to the stop (this process's not counted).
+        "cpu_seconds": sum(r["cpu"] for r in reports),
         "raised": sum(r["raised"] for r in reports),
         "engine_errors": [e for r in reports for e in r["engine_errors"]],
     }

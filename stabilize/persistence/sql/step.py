@@ -9,10 +9,11 @@ with at most one guard the statement either writes everything or nothing and may
 itself: the whole step is one round trip (``Unit.WRITE_ONE``). With two or more guards it runs in
 a transaction, which a failed guard rolls back.
 
-The statement is built once per sequence of shapes (``PartShape``): the parameters differ from
-step to step, the SQL does not. CTEs are listed, and so executed, in the transaction's lock order.
-A write that a CTE cannot express (new rows of a workflow, a caller's statement) leaves the step
-to the ordinary path, a statement per write in a transaction (``transaction.SqlStoreTransaction``).
+The statement is built once per sequence of shapes (``PartShape``), of at most ``MAX_PARTS``
+writes: the parameters differ from step to step, the SQL does not. CTEs are listed, and so
+executed, in the transaction's lock order. A write that a CTE cannot express (new rows of a
+workflow, a caller's statement), or more writes than ``MAX_PARTS``, leave the step to the ordinary
+path, a statement per write in a transaction (``transaction.SqlStoreTransaction``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ from sqlalchemy import (
 )
 
 Params = dict[str, Any]
+
+#: The most writes one step statement holds; a step of more runs write by write in a transaction.
+#: The statement's SQL grows with each part, and compiling it grows with the square (SQLAlchemy
+#: matches every INSERT of it against all the statement's parameters): a fan-out step pushing 100
+#: messages took seconds to compile, once per size and process, and even compiled ran slower than
+#: its writes one by one. An engine's ordinary step (a compare-and-set with its tasks, a message or
+#: two, a processed mark) is well within it.
+MAX_PARTS = 8
 
 
 def bind(prefix: str, column: Column[Any], key: str | None = None) -> BindParameter[Any]:

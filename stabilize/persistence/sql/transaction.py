@@ -107,9 +107,9 @@ class SqlStoreTransaction(StoreTransaction):
     Versions of the stored objects move only once the transaction has committed.
 
     How the writes run is chosen when the block ends (``plan``): a lone write of one statement as
-    that statement (committing by itself where the dialect allows), several as one statement of
-    data-modifying CTEs where the dialect has them (``step``), else a statement per write in one
-    transaction.
+    that statement (committing by itself where the dialect allows), several (up to
+    ``step.MAX_PARTS``) as one statement of data-modifying CTEs where the dialect has them
+    (``step``), else a statement per write in one transaction.
 
     Messages go into ``queue_messages`` in the same transaction, so the new state never exists
     without the message that continues from it, nor the reverse. Given a queue that does not live
@@ -417,7 +417,7 @@ class SqlStoreTransaction(StoreTransaction):
 
     def _step_parts(self) -> list[StepPart] | None:
         """The writes as parts of one step statement, or None where they cannot be one."""
-        if self._profile.step_insert is None or not self._writes:
+        if self._profile.step_insert is None or not self._writes or len(self._writes) > step.MAX_PARTS:
             return None
         # A row written twice in one statement takes one of the writes only (PostgreSQL docs,
         # "Data-Modifying Statements in WITH"): a step that writes a row twice runs write by write.
